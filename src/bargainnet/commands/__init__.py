@@ -1,0 +1,1 @@
+"""Subcommands of the ``bargainnet`` CLI, one module each (see :mod:`bargainnet.cli`)."""
