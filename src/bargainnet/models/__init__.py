@@ -1,0 +1,1 @@
+"""BargainNet networks: domain code extractor, generator, the combined model and weight conversion."""

@@ -1,0 +1,209 @@
+"""BargainNet = domain code extractor E + background-guided generator G (paper §3, Fig. 2).
+
+z_b = E(Ĩ, 1−M) describes the background's capture condition; Î = G(Ĩ, M, z_b) translates the
+foreground into that domain. The same E also gives foreground codes for the triplet losses,
+background harmonization and the inharmony level (paper §4.6).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+from .domain_encoder import MIN_SIZE, DomainEncoder
+from .generator import AttentionUNet
+
+HARMONY_SCORE_SCALE = 0.04212  # BCMI libcom's bounded harmony score exp(-0.04212 · d)
+CODE_SOURCES = ("background", "composite")
+
+
+@dataclass
+class BargainNetConfig:
+    """Architecture of a BargainNet; stored in every weights file.
+
+    ``use_mask``/``use_code``/``code_source`` are the switches behind the supplement's ablations
+    (Table 2): mask only = DoveNet (``use_code=False``); no mask (``use_mask=False``); code of the
+    whole composite instead of the background (``code_source="composite"``).
+    """
+
+    ngf: int = 64
+    num_downs: int = 8
+    code_dim: int = 16
+    use_mask: bool = True
+    use_code: bool = True
+    code_source: str = "background"
+    use_dropout: bool = True
+    use_attention: bool = True
+
+    def __post_init__(self):
+        if self.code_source not in CODE_SOURCES:
+            raise ValueError(f"code_source must be one of {CODE_SOURCES}, got {self.code_source!r}")
+        for name in ("ngf", "num_downs", "code_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this (2**num_downs)."""
+        return 2**self.num_downs
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "BargainNetConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown BargainNet configuration keys: {unknown}")
+        return cls(**values)
+
+
+def init_weights(module: nn.Module, gain: float = 0.02) -> None:
+    """Published initialisation: conv weights N(0, 0.02), biases 0, BatchNorm weight N(1, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+
+
+class BargainNet(nn.Module):
+    """The full model. Images (B, 3, H, W) in [-1, 1]; masks (B, 1, H, W) in [0, 1], 1 = foreground.
+
+    H and W must be multiples of ``config.size_multiple`` (256 for the paper's 8 levels) and at
+    least 64 (the extractor's five valid stride-2 convolutions).
+    """
+
+    def __init__(self, config: BargainNetConfig | None = None, **overrides):
+        super().__init__()
+        if config is None:
+            config = BargainNetConfig(**overrides)
+        elif overrides:
+            config = BargainNetConfig(**{**config.to_dict(), **overrides})
+        self.config = config
+        code_dim = config.code_dim if config.use_code else 0
+        self.encoder = DomainEncoder(config.code_dim)
+        self.generator = AttentionUNet(
+            input_nc=(4 if config.use_mask else 3) + code_dim,
+            num_downs=config.num_downs,
+            ngf=config.ngf,
+            code_dim=code_dim,
+            use_dropout=config.use_dropout,
+            use_attention=config.use_attention,
+        )
+        init_weights(self)
+
+    # -- checks ---------------------------------------------------------------------------
+    def check_inputs(self, image: Tensor, mask: Tensor, name: str = "composite") -> None:
+        """Raise ValueError naming the shapes when ``image``/``mask`` cannot go through the model."""
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(image.shape)}")
+        if mask.dim() != 4 or mask.shape[1] != 1:
+            raise ValueError(f"mask must have shape (B, 1, H, W) (one channel), got {tuple(mask.shape)}")
+        if mask.shape[0] != image.shape[0] or mask.shape[-2:] != image.shape[-2:]:
+            raise ValueError(f"mask {tuple(mask.shape)} does not match {name} {tuple(image.shape)}")
+        h, w = image.shape[-2:]
+        m = self.config.size_multiple
+        if h % m or w % m or min(h, w) < MIN_SIZE:
+            raise ValueError(
+                f"{name} size {h}x{w} cannot go through this model: height and width must be "
+                f"multiples of {m} (2**num_downs) and at least {max(m, 64)}; resize first"
+            )
+        lo, hi = float(mask.min()), float(mask.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"mask values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]")
+        lo, hi = float(image.min()), float(image.max())
+        if lo < -1 - 1e-3 or hi > 1 + 1e-3:
+            raise ValueError(f"{name} values must lie in [-1, 1], got [{lo:.3g}, {hi:.3g}]")
+
+    # -- building blocks ------------------------------------------------------------------
+    def domain_code(self, image: Tensor, region_mask: Tensor) -> Tensor:
+        """E(image, region) -> (B, L) code of the region where ``region_mask`` is 1."""
+        return self.encoder(image, region_mask)
+
+    def guide_code(self, composite: Tensor, mask: Tensor) -> Tensor:
+        """The code that guides G: the background's z_b (or the whole composite's, ablation 8)."""
+        if self.config.code_source == "composite":
+            return self.encoder(composite, torch.ones_like(mask))
+        return self.encoder(composite, 1 - mask)
+
+    def translate(self, image: Tensor, region_mask: Tensor, code: Tensor | None) -> Tensor:
+        """G's raw output for ``image`` whose ``region_mask`` region is translated to ``code``."""
+        x = torch.cat([image, region_mask], 1) if self.config.use_mask else image
+        return self.generator(x, code if self.config.use_code else None)
+
+    # -- public API -----------------------------------------------------------------------
+    def forward(self, composite: Tensor, mask: Tensor) -> Tensor:
+        """Paper forward: Î = G(Ĩ, M, z_b), G's raw output (B, 3, H, W) in [-1, 1]."""
+        self.check_inputs(composite, mask)
+        code = self.guide_code(composite, mask) if self.config.use_code else None
+        return self.translate(composite, mask, code)
+
+    def harmonize(self, composite: Tensor, mask: Tensor) -> Tensor:
+        """Î·M + Ĩ·(1−M): the harmonized foreground on the untouched background."""
+        out = self(composite, mask)
+        return out * mask + composite * (1 - mask)
+
+    def harmonize_background(self, composite: Tensor, mask: Tensor) -> Tensor:
+        """Background harmonization (paper §4.6): G(Ĩ, 1−M, z̃_f) composited over the foreground.
+
+        The background is translated to the domain of the foreground's code z̃_f = E(Ĩ, M).
+        """
+        self.check_inputs(composite, mask)
+        if not self.config.use_code:
+            raise ValueError("background harmonization needs a code-guided model (use_code=True)")
+        background = 1 - mask
+        out = self.translate(composite, background, self.encoder(composite, mask))
+        return out * background + composite * mask
+
+    def inharmony(self, composite: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Inharmony level d(z_b, z̃_f) per image (B,), and the bounded score exp(−0.04212·d) (B,).
+
+        Higher distance = less harmonious; the score is 1 for a perfectly harmonious image.
+        """
+        self.check_inputs(composite, mask)
+        z_b = self.encoder(composite, 1 - mask)
+        z_f = self.encoder(composite, mask)
+        distance = (z_b - z_f).norm(dim=1)
+        return distance, torch.exp(-HARMONY_SCORE_SCALE * distance)
+
+    def training_forward(self, composite: Tensor, mask: Tensor, real: Tensor) -> dict[str, Tensor]:
+        """Everything the loss needs: harmonized Î and the codes z_b, z_f, ẑ_f, z̃_f (each (B, L)).
+
+        The four E calls run as one batched call over (Ĩ, 1−M), (I, M), (Î, M) would need Î first,
+        so z_b/z_f/z̃_f go together and ẑ_f follows.
+        """
+        self.check_inputs(composite, mask)
+        self.check_inputs(real, mask, name="real")
+        b = composite.shape[0]
+        codes = self.encoder(
+            torch.cat([composite, real, composite]), torch.cat([1 - mask, mask, mask])
+        )
+        z_b, z_f, z_f_comp = codes.split(b)
+        if self.config.code_source == "composite":
+            guide = self.encoder(composite, torch.ones_like(mask))
+        else:
+            guide = z_b
+        harmonized = self.translate(composite, mask, guide if self.config.use_code else None)
+        z_f_harm = self.encoder(harmonized, mask)
+        return {"harmonized": harmonized, "z_b": z_b, "z_f": z_f, "z_f_harm": z_f_harm, "z_f_comp": z_f_comp}
+
+    def num_parameters(self) -> dict[str, int]:
+        return {
+            "generator": sum(p.numel() for p in self.generator.parameters()),
+            "encoder": sum(p.numel() for p in self.encoder.parameters()),
+        }
+
+
+def harmony_score(distance: Tensor | float) -> Tensor | float:
+    """exp(−0.04212·d): maps an inharmony distance to (0, 1], 1 = harmonious."""
+    if isinstance(distance, Tensor):
+        return torch.exp(-HARMONY_SCORE_SCALE * distance)
+    return math.exp(-HARMONY_SCORE_SCALE * distance)
