@@ -20,6 +20,7 @@ from .errors import EXIT_FAILURE, UserError
 
 # name -> module under bargainnet.commands. Keep sorted by how often users need them.
 COMMANDS: dict[str, str] = {
+    "convert": "convert",
     "bradley-terry": "bradley_terry",
 }
 

@@ -1,0 +1,137 @@
+import json
+
+import pytest
+import torch
+
+from bargainnet.losses import LossConfig, bargainnet_loss
+from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
+
+from tests.conftest import FIXTURES
+
+TINY = dict(ngf=4, num_downs=6, code_dim=8)
+
+
+def _inputs(b=2, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    composite = torch.rand(b, 3, size, size, generator=g) * 2 - 1
+    real = torch.rand(b, 3, size, size, generator=g) * 2 - 1
+    mask = torch.zeros(b, 1, size, size)
+    mask[:, :, size // 4 : size // 2 + 8, size // 4 : 3 * size // 4] = 1
+    return composite, mask, real
+
+
+def test_full_size_state_dict_matches_published_keys_and_shapes():
+    expected = json.loads((FIXTURES / "official_checkpoint_keys.json").read_text())
+    g_expected, e_expected = expected.values()
+    model = BargainNet()
+    assert {k: list(v.shape) for k, v in model.generator.state_dict().items()} == g_expected
+    assert {k: list(v.shape) for k, v in model.encoder.state_dict().items()} == e_expected
+    # DESIGN §1 parameter counts
+    assert model.num_parameters() == {"generator": 54_776_324, "encoder": 3_919_376}
+
+
+def test_outputs_have_documented_shapes_and_background_is_bit_identical():
+    model = BargainNet(**TINY).eval()
+    composite, mask, real = _inputs()
+    with torch.no_grad():
+        raw = model(composite, mask)
+        out = model.harmonize(composite, mask)
+        bg = model.harmonize_background(composite, mask)
+        code = model.domain_code(composite, mask)
+        distance, score = model.inharmony(composite, mask)
+    assert raw.shape == out.shape == bg.shape == composite.shape
+    assert raw.abs().max() <= 1
+    keep = mask.expand_as(composite) == 0
+    assert torch.equal(out[keep], composite[keep])
+    assert torch.equal(bg[~keep], composite[~keep])  # background harmonization keeps the foreground
+    assert code.shape == (2, 8)
+    assert distance.shape == score.shape == (2,)
+    assert torch.allclose(score, torch.exp(-0.04212 * distance))
+    assert torch.allclose(distance, (model.domain_code(composite, 1 - mask) - code).norm(dim=1))
+
+
+def test_no_leakage_region_code_ignores_pixels_outside_region():
+    model = BargainNet(**TINY).eval()
+    composite, mask, _ = _inputs(b=1, size=128)
+    changed = composite.clone()
+    changed[mask.expand_as(composite) == 0] = torch.rand(int((mask == 0).sum()) * 3) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(model.domain_code(composite, mask), model.domain_code(changed, mask))
+        # and the background's code does change: the test would catch a leak
+        assert not torch.equal(model.domain_code(composite, 1 - mask), model.domain_code(changed, 1 - mask))
+
+
+def test_batch_equals_single_images_in_eval_mode():
+    model = BargainNet(**TINY).eval()
+    composite, mask, _ = _inputs(b=3)
+    mask[1] = 0
+    mask[1, :, 10:30, 5:50] = 1
+    with torch.no_grad():
+        batch = model(composite, mask)
+        singles = torch.cat([model(composite[i : i + 1], mask[i : i + 1]) for i in range(3)])
+    assert torch.allclose(batch, singles, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(),
+        dict(use_code=False),  # ablation 1: mask only (DoveNet)
+        dict(use_mask=False),  # ablations 6, 7: no mask
+        dict(code_source="composite"),  # ablation 8
+    ],
+)
+def test_every_parameter_gets_a_gradient(config):
+    model = BargainNet(**TINY, **config).train()
+    composite, mask, real = _inputs()
+    outputs = model.training_forward(composite, mask, real)
+    total, parts = bargainnet_loss(outputs, real, LossConfig(margin=100.0))  # margin keeps both hinges active
+    total.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    # E's parameters are reached through the triplet terms; G's through both.
+    assert missing == [], missing
+    assert set(parts) == {"l1", "triplet_background", "triplet_foreground", "total"}
+
+
+def test_training_forward_matches_the_separate_calls():
+    model = BargainNet(**TINY).eval()
+    composite, mask, real = _inputs()
+    with torch.no_grad():
+        out = model.training_forward(composite, mask, real)
+        assert torch.allclose(out["harmonized"], model(composite, mask), atol=1e-6)
+        assert torch.allclose(out["z_b"], model.domain_code(composite, 1 - mask), atol=1e-6)
+        assert torch.allclose(out["z_f"], model.domain_code(real, mask), atol=1e-6)
+        assert torch.allclose(out["z_f_comp"], model.domain_code(composite, mask), atol=1e-6)
+        assert torch.allclose(out["z_f_harm"], model.domain_code(out["harmonized"], mask), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "composite_shape, mask_shape, match",
+    [
+        ((1, 3, 64, 64), (1, 1, 32, 64), "does not match"),
+        ((1, 3, 64, 64), (1, 3, 64, 64), "one channel"),
+        ((1, 3, 96, 64), (1, 1, 96, 64), "multiples of 64"),
+        ((1, 1, 64, 64), (1, 1, 64, 64), r"\(B, 3, H, W\)"),
+        ((2, 3, 64, 64), (1, 1, 64, 64), "does not match"),
+    ],
+)
+def test_bad_shapes_raise_value_error_naming_them(composite_shape, mask_shape, match):
+    model = BargainNet(**TINY).eval()
+    with pytest.raises(ValueError, match=match):
+        model(torch.zeros(composite_shape), torch.zeros(mask_shape))
+
+
+def test_out_of_range_values_are_refused():
+    model = BargainNet(**TINY).eval()
+    composite, mask, _ = _inputs(b=1)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        model(composite * 255, mask)
+    with pytest.raises(ValueError, match=r"mask values must lie in \[0, 1\]"):
+        model(composite, mask * 255)
+
+
+def test_config_rejects_unknown_keys_and_values():
+    with pytest.raises(ValueError, match="unknown"):
+        BargainNetConfig.from_dict({"ngf": 8, "nfg": 8})
+    with pytest.raises(ValueError, match="code_source"):
+        BargainNetConfig(code_source="foreground")
