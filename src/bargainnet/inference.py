@@ -1,0 +1,524 @@
+"""Harmonize your own images, at their own size: the Python API behind ``bargainnet harmonize``.
+
+::
+
+    from bargainnet.inference import Harmonizer
+    harmonizer = Harmonizer.from_pretrained("model.safetensors")   # or () for the default model
+    out = harmonizer("composite.jpg", "mask.png")                   # PIL image, input's size
+    harmonizer.score("composite.jpg", "mask.png")                   # Inharmony(distance, score)
+    harmonizer.harmonize_background("composite.jpg", "mask.png")
+    result = harmonizer.paste("cutout.png", "background.jpg", position=(120, 80), scale=0.5)
+
+How an image goes through (see :mod:`bargainnet.io` for the input rules):
+
+1. the composite is resized to the working size S×S (S = 256 for the paper's model; Pillow
+   bilinear with antialiasing, as the published test code); the mask's area coverage at S×S is
+   binarised at 0.5 for the network (when no low-resolution pixel reaches 0.5 — a tiny object —
+   every pixel it touches counts);
+2. the network harmonizes at S×S (eval mode) and reports the inharmony level d(z_b, z̃_f) of the
+   composite and d(z_b, ẑ_f) of its output (paper §4.6; the bounded score is exp(−0.04212·d));
+3. with ``min_inharmony=T`` an image whose inharmony level is below T is returned unchanged
+   (paper supplement §7: leave harmonious images alone);
+4. the colour change is lifted to full resolution (:mod:`bargainnet.lifting`: a smooth local
+   affine colour transform fitted inside the foreground; ``method="upsample"`` upsamples the
+   network output instead), and composited with the full-resolution mask, so every background
+   pixel is bit-identical to the input.
+
+Returned images have the input's size and kind: a PIL image for a path or PIL input, a numpy
+array (uint8 for uint8 input, float32 in [0, 1] otherwise) for an array. Colour is always RGB;
+an input alpha channel is kept unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from . import io as bio
+from . import lifting
+from .errors import InputError
+
+METHODS = ("lift", "upsample")
+DEFAULT_WEIGHTS = "weights/default.safetensors"  # package data of `bargainnet`
+
+
+@dataclass
+class Inharmony:
+    """Inharmony level ``distance`` = d(z_b, z̃_f) >= 0 and ``score`` = exp(−0.04212·d) in (0, 1]."""
+
+    distance: float
+    score: float
+
+
+@dataclass
+class Prepared:
+    """One item ready for the network (internal; exposed for batch drivers such as the CLI)."""
+
+    name: str
+    image: bio.ImageData  # the composite
+    mask: np.ndarray  # bool (H, W), full resolution
+    guide: np.ndarray  # float (H, W, 3): what the colour transform is applied to
+    blend: np.ndarray | None  # float alpha (H, W) for paste mode, else None (binary mask)
+    composite_low: np.ndarray  # float (S, S, 3) in [0, 1]
+    weight_low: np.ndarray  # float (S, S): coverage of the foreground
+    mask_low: np.ndarray  # bool (S, S): what the network treats as foreground
+    kind: str  # "pil" or "array": what to return
+    array_dtype: Any = None
+    inputs: tuple = ()  # paths of the inputs (an output must never be one of them)
+    background: np.ndarray | None = None  # paste mode: the background's float RGB (H, W, 3)
+
+
+@dataclass
+class HarmonizeResult:
+    """The outcome for one image.
+
+    Attributes:
+        image: the harmonized image, same size and kind as the input (PIL image or array).
+        composite: the composite that was harmonized, same kind (in paste mode: the pasted image).
+        mask: bool (H, W), the binarised full-resolution mask (1 = the part that was harmonized).
+        before, after: inharmony of the composite and of the network output (at S×S).
+        skipped: True when ``min_inharmony`` left the image untouched.
+        target: "foreground" or "background".
+    """
+
+    image: Any
+    composite: Any
+    mask: np.ndarray
+    before: Inharmony
+    after: Inharmony
+    skipped: bool = False
+    target: str = "foreground"
+    name: str = ""
+    rgb8: np.ndarray | None = field(default=None, repr=False)
+    alpha: np.ndarray | None = field(default=None, repr=False)
+
+
+def _score(distance: float) -> float:
+    from .models.bargainnet import harmony_score
+
+    return float(harmony_score(float(distance)))
+
+
+def resolve_device(device: str | None) -> str:
+    """"auto" -> "cuda" when available else "cpu"; an unavailable device is an :class:`InputError`."""
+    import torch
+
+    device = (device or "cpu").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"unknown device {device!r}: use cpu, cuda, cuda:N, mps or auto") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+    if parsed.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InputError(f"device {device!r} requested but MPS is not available here; use --device cpu")
+    return device
+
+
+def default_weights_path() -> Path:
+    """Where the default model lives inside the installed package (it may be absent)."""
+    from importlib.resources import files
+
+    return Path(str(files("bargainnet").joinpath(DEFAULT_WEIGHTS)))
+
+
+class TorchRunner:
+    """Runs a :class:`BargainNet` in eval mode; the same API as :class:`bargainnet.export.OnnxRunner`."""
+
+    backend = "pytorch"
+
+    def __init__(self, model, device: str = "cpu"):
+        from .export import InferenceGraph
+
+        self.model = model.eval().to(device)
+        self.graph = InferenceGraph(self.model).eval()
+        self.device = device
+        self.config = model.config
+
+    def run(self, composite, mask):
+        """(B,3,S,S) in [-1,1], (B,1,S,S) -> harmonized, inharmony before, after (torch, CPU)."""
+        import torch
+
+        with torch.inference_mode():
+            outs = self.graph(composite.to(self.device), mask.to(self.device))
+        return tuple(o.float().cpu() for o in outs)
+
+    def inharmony(self, composite, mask):
+        """Inharmony distance (B,) of composites (B,3,S,S) with masks (B,1,S,S)."""
+        import torch
+
+        with torch.inference_mode():
+            distance, _ = self.model.inharmony(composite.to(self.device), mask.to(self.device))
+        return distance.float().cpu()
+
+    def background(self, composite, mask):
+        """Background harmonization (B,3,S,S) and its before/after inharmony."""
+        import torch
+
+        with torch.inference_mode():
+            c, m = composite.to(self.device), mask.to(self.device)
+            out = self.model.harmonize_background(c, m)
+            before, _ = self.model.inharmony(c, m)
+            after, _ = self.model.inharmony(out, m)
+        return out.float().cpu(), before.float().cpu(), after.float().cpu()
+
+
+class Harmonizer:
+    """Full-resolution harmonization with a BargainNet (see the module docstring).
+
+    Args:
+        model: a :class:`BargainNet` (or None when ``runner`` is given).
+        size: working size S (default: 256 for the paper's model; the smallest multiple of
+            2**num_downs that is >= 64 in general). Must be a multiple of 2**num_downs, >= 64.
+        device: "cpu", "cuda", "cuda:N", "mps" or "auto".
+        batch_size: images per network call in :meth:`harmonize_many`.
+        method: "lift" (default) or "upsample" (plain bilinear upsampling of the network output).
+        min_inharmony: default threshold T on the inharmony distance; below it, images are left
+            untouched. None = always harmonize.
+        threshold: mask binarisation threshold (see :mod:`bargainnet.io`).
+        max_pixels: pixel limit per input image (decompression-bomb guard).
+        radius, eps: lifting parameters (:func:`bargainnet.lifting.fit_local_affine`).
+        runner: a ready runner (e.g. :class:`bargainnet.export.OnnxRunner`) instead of ``model``.
+    """
+
+    def __init__(
+        self,
+        model=None,
+        *,
+        size: int | None = None,
+        device: str = "cpu",
+        batch_size: int = 4,
+        method: str = "lift",
+        min_inharmony: float | None = None,
+        threshold: float = bio.MASK_THRESHOLD,
+        max_pixels: int | None = None,
+        radius: int = lifting.DEFAULT_RADIUS,
+        eps: float = lifting.DEFAULT_EPS,
+        runner=None,
+    ):
+        from .export import default_size
+
+        if runner is None:
+            if model is None:
+                raise InputError("Harmonizer needs a model or a runner; use Harmonizer.from_pretrained(path)")
+            runner = TorchRunner(model, resolve_device(device))
+            config = model.config
+            size = int(size or default_size(config))
+            multiple = config.size_multiple
+        else:
+            config = runner.config
+            multiple = 2 ** int(config.get("num_downs", 0)) if isinstance(config, dict) else config.size_multiple
+            if size is not None and int(size) != runner.size:
+                raise InputError(f"the ONNX model was exported at size {runner.size}; it cannot run at {size}")
+            size = runner.size
+        if size % multiple or size < 64:
+            raise InputError(f"working size {size} must be a multiple of {multiple} (2**num_downs) and at least 64")
+        if method not in METHODS:
+            raise InputError(f"method must be one of {METHODS}, got {method!r}")
+        if batch_size < 1:
+            raise InputError(f"batch size must be >= 1, got {batch_size}")
+        if min_inharmony is not None and min_inharmony < 0:
+            raise InputError(f"min_inharmony must be >= 0, got {min_inharmony}")
+        self.runner = runner
+        self.size = int(size)
+        self.batch_size = int(batch_size)
+        self.method = method
+        self.min_inharmony = min_inharmony
+        self.threshold = threshold
+        self.max_pixels = max_pixels
+        self.radius = radius
+        self.eps = eps
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike | None = None,
+        *,
+        backend: str = "pytorch",
+        device: str = "cpu",
+        **kwargs,
+    ) -> "Harmonizer":
+        """Load weights and build a Harmonizer.
+
+        Args:
+            path: a bargainnet ``.safetensors`` file (``save_weights`` / ``bargainnet convert``)
+                or an ``.onnx`` file from ``bargainnet export-onnx``; None = the default model
+                installed with the package (``bargainnet/weights/default.safetensors``).
+            backend: "pytorch" or "onnxruntime" (a ``.safetensors`` file is exported to ONNX on
+                the fly, into a temporary folder).
+            device: for the PyTorch backend.
+            **kwargs: passed to :class:`Harmonizer` (size, batch_size, method, min_inharmony, ...).
+        """
+        if backend not in ("pytorch", "onnxruntime"):
+            raise InputError(f"backend must be 'pytorch' or 'onnxruntime', got {backend!r}")
+        if path is None:
+            path = default_weights_path()
+            if not path.is_file():
+                raise InputError(
+                    f"no default weights are installed (expected {path}); pass a weights file: "
+                    "Harmonizer.from_pretrained('model.safetensors') or --weights model.safetensors"
+                )
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"weights file not found: {path}")
+        if path.suffix.lower() == ".onnx":
+            from .export import OnnxRunner
+
+            if device not in ("cpu", None, "auto"):
+                raise InputError("an .onnx model runs with onnxruntime on the CPU; use --device cpu")
+            return cls(runner=OnnxRunner(path), **kwargs)
+        from .models.convert import load_weights
+
+        model = load_weights(path)
+        if backend == "pytorch":
+            return cls(model, device=device, **kwargs)
+        import tempfile
+
+        from .export import OnnxRunner, default_size, export_onnx
+
+        size = kwargs.get("size") or default_size(model.config)
+        with tempfile.TemporaryDirectory(prefix="bargainnet-onnx-") as tmp:
+            onnx_path = export_onnx(model, Path(tmp) / "model.onnx", size=size)
+            runner = OnnxRunner(onnx_path)  # the session holds the graph; the file may go
+        return cls(runner=runner, **kwargs)
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
+
+    # -- preparing inputs ------------------------------------------------------------------------
+    def _low(self, rgb: np.ndarray, mask: np.ndarray, name: str):
+        s = self.size
+        composite_low = np.clip(lifting.resize_float(rgb, (s, s)), 0.0, 1.0)
+        weight_low = np.clip(lifting.resize_float(mask.astype(np.float32), (s, s), Image.BOX), 0.0, 1.0)
+        mask_low = weight_low >= 0.5
+        if not mask_low.any():  # a tiny object: every pixel it touches
+            mask_low = weight_low > 1e-6
+        if mask_low.all():  # a tiny background: keep the pixels it touches as background
+            mask_low = weight_low > 1 - 1e-4
+        if not mask_low.any() or mask_low.all():
+            raise InputError(f"{name}: the mask leaves no foreground or no background at the working size {s}x{s}")
+        return composite_low, weight_low, mask_low
+
+    def prepare(self, composite, mask, *, resize_mask: bool = False) -> Prepared:
+        """Load and check one (composite, mask) pair; raises :class:`InputError` on bad input."""
+        image = bio.load_image(composite, max_pixels=self.max_pixels)
+        size = image.size
+        binary = bio.load_mask(
+            mask, size=size, resize=resize_mask, threshold=self.threshold, max_pixels=self.max_pixels, check_coverage=False
+        )
+        bio.check_mask_coverage(binary, bio._describe(mask))
+        low = self._low(image.rgb, binary, image.name)
+        kind = "array" if isinstance(composite, np.ndarray) else "pil"
+        inputs = tuple(p for p in (composite, mask) if isinstance(p, (str, os.PathLike)))
+        return Prepared(
+            name=image.name, image=image, mask=binary, guide=image.rgb, blend=None,
+            composite_low=low[0], weight_low=low[1], mask_low=low[2], kind=kind,
+            array_dtype=getattr(composite, "dtype", None), inputs=inputs,
+        )
+
+    def prepare_paste(
+        self,
+        foreground,
+        background,
+        position: tuple[int, int] = (0, 0),
+        scale: float = 1.0,
+    ) -> Prepared:
+        """Paste a cut-out (its alpha is the mask) onto a background at ``position`` = (x, y) of
+        its top-left corner, after scaling it by ``scale``; parts outside the background are cut.
+        """
+        fg = bio.load_image(foreground, max_pixels=self.max_pixels)
+        bg = bio.load_image(background, max_pixels=self.max_pixels)
+        if fg.alpha is None:
+            raise InputError(f"{fg.name}: the cut-out has no alpha channel; its alpha is the mask (use an RGBA PNG)")
+        if not scale > 0:
+            raise InputError(f"scale must be > 0, got {scale}")
+        rgb, alpha = fg.rgb, fg.alpha
+        if scale != 1.0:
+            w = max(1, round(fg.size[0] * scale))
+            h = max(1, round(fg.size[1] * scale))
+            limit = bio.max_pixels_default() if self.max_pixels is None else self.max_pixels
+            if w * h > limit:
+                raise InputError(f"{fg.name}: the cut-out scaled by {scale} is {w}x{h}, over the pixel limit of {limit:,}")
+            premult = lifting.resize_float(rgb * alpha[..., None], (w, h), Image.LANCZOS)
+            alpha = np.clip(lifting.resize_float(alpha, (w, h), Image.LANCZOS), 0.0, 1.0)
+            rgb = np.clip(premult / np.maximum(alpha, 1e-6)[..., None], 0.0, 1.0)
+            rgb[alpha <= 1e-6] = 0.0
+        x, y = int(position[0]), int(position[1])
+        bw, bh = bg.size
+        fh, fw = alpha.shape
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + fw, bw), min(y + fh, bh)
+        if x0 >= x1 or y0 >= y1:
+            raise InputError(
+                f"{fg.name}: the cut-out ({fw}x{fh} at {x},{y}) falls outside the background {bg.name} ({bw}x{bh})"
+            )
+        layer = bg.rgb.copy()
+        canvas_alpha = np.zeros((bh, bw), np.float32)
+        layer[y0:y1, x0:x1] = rgb[y0 - y : y1 - y, x0 - x : x1 - x]
+        canvas_alpha[y0:y1, x0:x1] = alpha[y0 - y : y1 - y, x0 - x : x1 - x]
+        blend = canvas_alpha[..., None]
+        composite_rgb = layer * blend + bg.rgb * (1 - blend)
+        binary = canvas_alpha >= self.threshold
+        bio.check_mask_coverage(binary, f"{fg.name} pasted at {x},{y}")
+        # The composite as an image: background pixels (alpha 0) bit-identical.
+        rgb8 = None
+        if bg.rgb8 is not None:
+            rgb8 = np.where((canvas_alpha > 0)[..., None], bio.to_uint8(composite_rgb), bg.rgb8)
+            composite_rgb = rgb8.astype(np.float32) / 255.0
+        image = bio.ImageData(rgb=composite_rgb.astype(np.float32), alpha=bg.alpha, rgb8=rgb8,
+                              name=f"{fg.name} on {bg.name}")
+        low = self._low(image.rgb, binary, image.name)
+        kind = "array" if isinstance(background, np.ndarray) else "pil"
+        inputs = tuple(p for p in (foreground, background) if isinstance(p, (str, os.PathLike)))
+        return Prepared(
+            name=image.name, image=image, mask=binary, guide=layer, blend=canvas_alpha,
+            composite_low=low[0], weight_low=low[1], mask_low=low[2], kind=kind,
+            array_dtype=getattr(background, "dtype", None), inputs=inputs, background=bg.rgb,
+        )
+
+    # -- running ---------------------------------------------------------------------------
+    def _tensors(self, items: Sequence[Prepared], background: bool = False):
+        import torch
+
+        comp = torch.from_numpy(np.stack([p.composite_low for p in items])).permute(0, 3, 1, 2).float() * 2 - 1
+        mask = torch.from_numpy(np.stack([p.mask_low for p in items]).astype(np.float32))[:, None]
+        return comp.contiguous(), mask
+
+    def run_network(self, items: Sequence[Prepared], *, target: str = "foreground"):
+        """One network call for ``items``: low-res outputs in [0, 1] (B, S, S, 3), before, after."""
+        comp, mask = self._tensors(items)
+        if target == "background":
+            if not hasattr(self.runner, "background"):
+                raise InputError("background harmonization is only available with the PyTorch backend")
+            out, before, after = self.runner.background(comp, mask)
+        else:
+            out, before, after = self.runner.run(comp, mask)
+        out01 = ((out.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+        return out01, before.numpy().astype(float), after.numpy().astype(float)
+
+    def finish(
+        self,
+        item: Prepared,
+        output_low: np.ndarray,
+        before: float,
+        after: float,
+        *,
+        target: str = "foreground",
+        min_inharmony: float | None = None,
+    ) -> HarmonizeResult:
+        """Lift one network output to full resolution and build the result."""
+        threshold = self.min_inharmony if min_inharmony is None else min_inharmony
+        image = item.image
+        region = item.mask if target == "foreground" else ~item.mask
+        skipped = threshold is not None and before < threshold
+        composite_rgb8 = image.rgb8
+        if skipped:
+            out_rgb8, out_rgb = composite_rgb8, image.rgb
+            after = before  # the returned image is the composite
+        else:
+            if target == "foreground":
+                weight = np.where(item.mask_low, item.weight_low, 0.0)
+            else:
+                weight = np.where(item.mask_low, 0.0, 1.0 - item.weight_low)
+            if self.method == "lift":
+                new = lifting.lift(item.composite_low, output_low, weight, item.guide, radius=self.radius, eps=self.eps)
+            else:
+                new = lifting.upsample(output_low, image.size)
+            if item.blend is not None and target == "foreground":
+                # Paste mode: recolour the cut-out layer, then alpha-blend it on the background.
+                blend = item.blend[..., None]
+                out_rgb = new * blend + item.background * (1 - blend)
+                region = item.blend > 0
+            else:
+                out_rgb = new
+            if composite_rgb8 is not None:
+                out_rgb8 = np.where(region[..., None], bio.to_uint8(out_rgb), composite_rgb8)
+                out_rgb = None
+            else:
+                out_rgb8 = None
+                out_rgb = np.where(region[..., None], out_rgb, image.rgb).astype(np.float32)
+        result_image = self._as_output(item, out_rgb8, out_rgb)
+        composite_image = self._as_output(item, composite_rgb8, image.rgb)
+        return HarmonizeResult(
+            image=result_image, composite=composite_image, mask=item.mask,
+            before=Inharmony(before, _score(before)), after=Inharmony(after, _score(after)),
+            skipped=skipped, target=target, name=item.name, rgb8=out_rgb8, alpha=image.alpha,
+        )
+
+    def _as_output(self, item: Prepared, rgb8: np.ndarray | None, rgb: np.ndarray | None):
+        alpha = item.image.alpha
+        if item.kind == "array":
+            dtype = item.array_dtype
+            if dtype == np.uint8 and rgb8 is not None:
+                arr = rgb8
+                if alpha is not None:
+                    arr = np.dstack([arr, bio.to_uint8(alpha)])
+                return arr
+            arr = rgb8.astype(np.float32) / 255.0 if rgb is None else rgb.astype(np.float32)
+            if alpha is not None:
+                arr = np.dstack([arr, alpha.astype(np.float32)])
+            return arr
+        rgb8 = rgb8 if rgb8 is not None else bio.to_uint8(rgb)
+        if alpha is not None:
+            return Image.fromarray(np.ascontiguousarray(np.dstack([rgb8, bio.to_uint8(alpha)])))
+        return Image.fromarray(np.ascontiguousarray(rgb8))
+
+    def process(
+        self, items: Sequence[Prepared], *, target: str = "foreground", min_inharmony: float | None = None
+    ) -> list[HarmonizeResult]:
+        """Run prepared items through the network in batches of ``batch_size`` and lift them."""
+        results: list[HarmonizeResult] = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start : start + self.batch_size]
+            outs, before, after = self.run_network(chunk, target=target)
+            for item, out, b, a in zip(chunk, outs, before, after):
+                results.append(self.finish(item, out, float(b), float(a), target=target, min_inharmony=min_inharmony))
+        return results
+
+    # -- public API ------------------------------------------------------------------------
+    def harmonize(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None) -> HarmonizeResult:
+        """Harmonize one composite's foreground; returns the full :class:`HarmonizeResult`."""
+        return self.process([self.prepare(composite, mask, resize_mask=resize_mask)], min_inharmony=min_inharmony)[0]
+
+    def __call__(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None):
+        """Harmonize ``composite`` (path, PIL image or array) given its ``mask``; returns an image
+        of the input's size and kind (PIL image, or array for array input)."""
+        return self.harmonize(composite, mask, resize_mask=resize_mask, min_inharmony=min_inharmony).image
+
+    def harmonize_many(
+        self, pairs: Iterable[tuple[Any, Any]], *, resize_mask: bool = False, min_inharmony: float | None = None
+    ) -> list[HarmonizeResult]:
+        """Harmonize (composite, mask) pairs, ``batch_size`` images per network call."""
+        items = [self.prepare(c, m, resize_mask=resize_mask) for c, m in pairs]
+        return self.process(items, min_inharmony=min_inharmony)
+
+    def paste(
+        self, foreground, background, position: tuple[int, int] = (0, 0), scale: float = 1.0,
+        *, min_inharmony: float | None = None,
+    ) -> HarmonizeResult:
+        """Paste a cut-out with alpha on a background and harmonize it (see :meth:`prepare_paste`)."""
+        return self.process([self.prepare_paste(foreground, background, position, scale)], min_inharmony=min_inharmony)[0]
+
+    def harmonize_background(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None):
+        """Background harmonization (paper §4.6): the background is translated to the foreground's
+        domain; the foreground pixels stay bit-identical. Returns an image like :meth:`__call__`."""
+        item = self.prepare(composite, mask, resize_mask=resize_mask)
+        return self.process([item], target="background", min_inharmony=min_inharmony)[0].image
+
+    def score(self, composite, mask, *, resize_mask: bool = False) -> Inharmony:
+        """Inharmony of a composite at the working size: distance d(z_b, z̃_f) and its score."""
+        item = self.prepare(composite, mask, resize_mask=resize_mask)
+        if hasattr(self.runner, "inharmony"):
+            distance = float(self.runner.inharmony(*self._tensors([item]))[0])
+        else:
+            distance = float(self.run_network([item])[1][0])
+        return Inharmony(distance, _score(distance))
+

@@ -1,0 +1,462 @@
+"""Reading composites and masks, writing results: the rules every command and the Python API share.
+
+Images (:func:`load_image`) may be given as a path, a ``PIL.Image.Image`` or a numpy array, and
+come back as an :class:`ImageData`: float32 RGB in [0, 1] of shape (H, W, 3), the alpha channel
+(H, W) when there is one, and the exact 8-bit RGB pixels when the source had 8 bits per channel
+(so that background pixels can be written back bit-identical).
+
+Conversion rules (Pillow modes):
+
+==========================  ==================================================================
+source                      becomes
+==========================  ==================================================================
+``RGB``                     as is
+``RGBA``, ``LA``, ``PA``,   RGB colour; the alpha channel is kept separately and written back
+``P``/``L`` with a          unchanged in the output (PNG, WebP, TIFF)
+transparency key
+``L``, ``1``                gray replicated to three channels (the output is RGB: harmonizing
+                            changes colours)
+``P`` (palette)             expanded to RGB through its palette
+``I;16*``, ``I`` (16-bit    gray, scaled by 1/65535, replicated to three channels; computed at
+gray PNG/TIFF)              full precision, written back at 8 bits
+``F`` (32-bit float)        gray, taken as [0, 1] and clipped
+``CMYK``, ``YCbCr``,        converted with Pillow's ``convert("RGB")``
+``LAB``, ``HSV``
+16-bit RGB PNG              Pillow decodes it at 8 bits per channel; processed as 8-bit RGB
+==========================  ==================================================================
+
+numpy arrays: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA; ``uint8`` is divided by 255,
+``uint16`` by 65535, floating point must already lie in [0, 1].
+
+EXIF orientation is honoured (the image is rotated/flipped as a viewer shows it, and the output
+is written upright, without the orientation tag).
+
+Masks (:func:`load_mask`): a mask with a non-constant alpha channel uses its alpha; otherwise its
+gray level (Pillow's ``convert("L")`` for colour masks). It is binarised at
+:data:`MASK_THRESHOLD` = 0.5 of full scale: a pixel is foreground when its value is >= 0.5, i.e.
+>= 128 for an 8-bit mask. A mask whose size differs from the composite is an error unless
+``resize=True`` (bilinear on the gray level, then the threshold). A mask with no foreground pixel
+or with no background pixel is an error: BargainNet needs both.
+
+Limits: images with more than :data:`DEFAULT_MAX_PIXELS` pixels (or the limit passed, or the
+``BARGAINNET_MAX_PIXELS`` environment variable) are refused before being decoded
+(decompression-bomb guard). Truncated and unreadable files are errors, never padded.
+
+Writing (:func:`save_image`) is atomic (a temporary file in the destination folder, then
+``os.replace``) and refuses to overwrite any of the inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError, OutputError
+
+#: Default pixel limit: 100 megapixels (a 4000x3000 photo has 12).
+DEFAULT_MAX_PIXELS = 100_000_000
+#: A mask pixel is foreground when its value (scaled to [0, 1]) is at least this.
+MASK_THRESHOLD = 0.5
+#: Extensions written by :func:`save_image`, and read in folder mode.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+_ALPHA_FORMATS = {".png", ".tif", ".tiff", ".webp"}
+_FORMAT_BY_EXT = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+    ".webp": "WEBP", ".bmp": "BMP",
+}
+
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+
+@dataclass
+class ImageData:
+    """A decoded image.
+
+    Attributes:
+        rgb: float32 (H, W, 3) in [0, 1].
+        alpha: float32 (H, W) in [0, 1], or None when the source had no alpha channel.
+        rgb8: uint8 (H, W, 3), the exact source pixels, when the source had 8 bits per channel;
+            None otherwise (16-bit, float).
+        name: where it came from (a path, or "<PIL image>", "<array>"), for messages.
+        path: the resolved path when loaded from a file, else None.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    rgb8: np.ndarray | None
+    name: str
+    path: Path | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as Pillow reports sizes."""
+        return (self.rgb.shape[1], self.rgb.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.rgb.shape[:2]
+
+
+def max_pixels_default() -> int:
+    """The pixel limit: ``BARGAINNET_MAX_PIXELS`` from the environment, else 100 megapixels."""
+    value = os.environ.get("BARGAINNET_MAX_PIXELS")
+    if value:
+        try:
+            return int(value)
+        except ValueError:
+            raise InputError(f"BARGAINNET_MAX_PIXELS must be an integer, got {value!r}") from None
+    return DEFAULT_MAX_PIXELS
+
+
+def _describe(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, Image.Image):
+        return "<PIL image>"
+    return "<array>"
+
+
+def _check_pixels(width: int, height: int, name: str, max_pixels: int | None) -> None:
+    limit = max_pixels_default() if max_pixels is None else int(max_pixels)
+    if width * height > limit:
+        raise InputError(
+            f"{name}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{limit:,} pixels (decompression-bomb guard); raise it with --max-pixels or "
+            "BARGAINNET_MAX_PIXELS if the file is trusted"
+        )
+
+
+def open_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Image.Image:
+    """Open and fully decode an image file with EXIF orientation applied.
+
+    Raises :class:`InputError` for a missing path, a folder, an unreadable or truncated file, or
+    an image over the pixel limit (checked from the header, before decoding).
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise InputError(f"{name}: no such file")
+    if path.is_dir():
+        raise InputError(f"{name}: is a folder, expected an image file")
+    try:
+        with warnings.catch_warnings():
+            # Our own limit replaces Pillow's warning; its hard error is still caught below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise InputError(f"{name}: {err} (decompression-bomb guard)") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: not a readable image (unknown or corrupt format)") from None
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
+    except OSError as err:
+        raise InputError(f"{name}: cannot read image: {err}") from None
+    with image:
+        _check_pixels(image.width, image.height, name, max_pixels)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                saved_limit = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = None  # our check above is the guard
+                try:
+                    image.load()
+                finally:
+                    Image.MAX_IMAGE_PIXELS = saved_limit
+                transposed = ImageOps.exif_transpose(image)
+        except (OSError, SyntaxError, ValueError) as err:
+            # Pillow reports truncation as OSError("image file is truncated ...").
+            raise InputError(f"{name}: truncated or corrupt image ({err})") from None
+        if transposed is image:
+            transposed = image.copy()
+    return transposed
+
+
+def _pil_to_data(image: Image.Image, name: str, path: Path | None) -> ImageData:
+    mode = image.mode
+    alpha = None
+    has_transparency = "transparency" in image.info
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode in ("P", "L", "RGB") and has_transparency):
+        rgba = image.convert("RGBA")
+        arr = np.asarray(rgba)
+        rgb8 = np.ascontiguousarray(arr[..., :3])
+        alpha = arr[..., 3].astype(np.float32) / 255.0
+    elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        gray = np.asarray(image).astype(np.float64)
+        gray = np.clip(gray / 65535.0, 0.0, 1.0).astype(np.float32)
+        rgb = np.repeat(gray[..., None], 3, axis=2)
+        return ImageData(rgb=rgb, alpha=None, rgb8=None, name=name, path=path)
+    elif mode == "F":
+        gray = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+        rgb = np.repeat(gray[..., None], 3, axis=2)
+        return ImageData(rgb=rgb, alpha=None, rgb8=None, name=name, path=path)
+    else:
+        rgb8 = np.asarray(image.convert("RGB")).copy()
+    rgb = rgb8.astype(np.float32) / 255.0
+    return ImageData(rgb=rgb, alpha=alpha, rgb8=rgb8, name=name, path=path)
+
+
+def _array_to_data(array: np.ndarray, name: str) -> ImageData:
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise InputError(
+            f"{name}: expected an array of shape (H, W), (H, W, 3) or (H, W, 4), got {tuple(np.shape(array))}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{name}: empty image of shape {tuple(arr.shape)}")
+    rgb8 = None
+    if arr.dtype == np.uint8:
+        scaled = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        scaled = (arr.astype(np.float64) / 65535.0).astype(np.float32)
+    elif arr.dtype == np.bool_:
+        scaled = arr.astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.floating):
+        scaled = arr.astype(np.float32)
+        if not np.all(np.isfinite(scaled)):
+            raise InputError(f"{name}: array contains NaN or infinite values")
+        lo, hi = float(scaled.min()), float(scaled.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise InputError(
+                f"{name}: float array values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]"
+            )
+        scaled = np.clip(scaled, 0.0, 1.0)
+    else:
+        raise InputError(f"{name}: unsupported array dtype {arr.dtype} (use uint8, uint16 or float in [0, 1])")
+    channels = arr.shape[2]
+    alpha = scaled[..., 3].copy() if channels == 4 else None
+    rgb = scaled[..., :3] if channels >= 3 else np.repeat(scaled, 3, axis=2)
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    if arr.dtype == np.uint8:
+        rgb8 = np.ascontiguousarray(arr[..., :3] if channels >= 3 else np.repeat(arr, 3, axis=2))
+    return ImageData(rgb=rgb, alpha=alpha, rgb8=rgb8, name=name)
+
+
+def load_image(source: ImageSource, *, max_pixels: int | None = None) -> ImageData:
+    """Load a composite, background or cut-out into an :class:`ImageData`.
+
+    Args:
+        source: a path, a ``PIL.Image.Image`` or a numpy array (see the module docstring).
+        max_pixels: pixel limit (default :func:`max_pixels_default`).
+
+    Returns:
+        ImageData with ``rgb`` float32 (H, W, 3) in [0, 1] and ``alpha`` (H, W) or None.
+    """
+    if isinstance(source, ImageData):
+        return source
+    name = _describe(source)
+    if isinstance(source, (str, os.PathLike)):
+        image = open_image(source, max_pixels=max_pixels)
+        return _pil_to_data(image, name, Path(source).resolve())
+    if isinstance(source, Image.Image):
+        _check_pixels(source.width, source.height, name, max_pixels)
+        try:
+            image = ImageOps.exif_transpose(source)
+        except Exception as err:  # noqa: BLE001 - a malformed EXIF block in a user image
+            raise InputError(f"{name}: cannot apply EXIF orientation ({err})") from None
+        return _pil_to_data(image, name, None)
+    if isinstance(source, np.ndarray):
+        if source.ndim >= 2:
+            _check_pixels(source.shape[1], source.shape[0], name, max_pixels)
+        return _array_to_data(source, name)
+    raise InputError(
+        f"unsupported image type {type(source).__name__}: pass a path, a PIL image or a numpy array"
+    )
+
+
+def _mask_gray(source: ImageSource, max_pixels: int | None) -> tuple[np.ndarray, str]:
+    """The mask's gray level in [0, 1], float32 (H, W)."""
+    name = _describe(source)
+    if isinstance(source, (str, os.PathLike)):
+        image = open_image(source, max_pixels=max_pixels)
+    elif isinstance(source, Image.Image):
+        _check_pixels(source.width, source.height, name, max_pixels)
+        image = ImageOps.exif_transpose(source)
+    elif isinstance(source, np.ndarray):
+        arr = source
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[..., 0]
+        if arr.ndim == 3 and arr.shape[2] in (3, 4):
+            data = _array_to_data(arr, name)
+            if data.alpha is not None and float(data.alpha.min()) < float(data.alpha.max()):
+                return data.alpha, name
+            # ITU-R 601 luma, as Pillow's convert("L").
+            gray = data.rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            return gray.astype(np.float32), name
+        if arr.ndim != 2:
+            raise InputError(f"{name}: expected a mask of shape (H, W), got {tuple(np.shape(source))}")
+        return _array_to_data(arr, name).rgb[..., 0].copy(), name
+    else:
+        raise InputError(
+            f"unsupported mask type {type(source).__name__}: pass a path, a PIL image or a numpy array"
+        )
+    if "A" in image.mode or "transparency" in image.info:
+        alpha = np.asarray(image.convert("RGBA"))[..., 3]
+        if alpha.min() < alpha.max():
+            return alpha.astype(np.float32) / 255.0, name
+    data = _pil_to_data(image, name, None)
+    if data.rgb8 is not None:
+        gray8 = np.asarray(Image.fromarray(data.rgb8).convert("L"))
+        return gray8.astype(np.float32) / 255.0, name
+    return data.rgb[..., 0].copy(), name
+
+
+def load_mask(
+    source: ImageSource,
+    *,
+    size: tuple[int, int] | None = None,
+    resize: bool = False,
+    threshold: float = MASK_THRESHOLD,
+    max_pixels: int | None = None,
+    check_coverage: bool = True,
+) -> np.ndarray:
+    """Load a foreground mask and binarise it.
+
+    Args:
+        source: path, PIL image or numpy array (bool, uint8, uint16 or float in [0, 1]).
+        size: (width, height) the mask must have (the composite's), or None.
+        resize: when the size differs, resize (bilinear on the gray level, then threshold)
+            instead of raising.
+        threshold: foreground where value >= threshold, value scaled to [0, 1] (default 0.5,
+            i.e. >= 128 for 8-bit masks).
+        check_coverage: raise when the mask is empty or covers the whole image.
+
+    Returns:
+        bool array (H, W), True = foreground.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise InputError(f"mask threshold must be in (0, 1], got {threshold}")
+    gray, name = _mask_gray(source, max_pixels)
+    if size is not None and (gray.shape[1], gray.shape[0]) != tuple(size):
+        mw, mh = gray.shape[1], gray.shape[0]
+        if not resize:
+            raise InputError(
+                f"{name}: mask is {mw}x{mh} but the composite is {size[0]}x{size[1]} (width x height); "
+                "pass --resize-mask (resize_mask=True) to resize it"
+            )
+        gray = np.asarray(
+            Image.fromarray(np.ascontiguousarray(gray, dtype=np.float32)).resize(tuple(size), Image.BILINEAR)
+        )
+    mask = gray >= threshold
+    if check_coverage:
+        check_mask_coverage(mask, name)
+    return mask
+
+
+def check_mask_coverage(mask: np.ndarray, name: str) -> None:
+    """Raise :class:`InputError` when a binary mask has no foreground or no background pixel."""
+    if not mask.any():
+        raise InputError(
+            f"{name}: mask is empty (no pixel >= {MASK_THRESHOLD:g} of full scale, i.e. >= 128 in 8 bits); "
+            "nothing to harmonize"
+        )
+    if mask.all():
+        raise InputError(
+            f"{name}: mask covers the whole image; BargainNet needs background pixels to guide the foreground"
+        )
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """float [0, 1] (H, W, C) -> uint8 by rounding (values clipped first)."""
+    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output_path(path: str | os.PathLike, inputs: Iterable = (), *, alpha: bool = False) -> Path:
+    """Validate an output path before any work: known extension, not an input, alpha-capable.
+
+    Raises :class:`OutputError`.
+    """
+    out = Path(path)
+    ext = out.suffix.lower()
+    if ext not in _FORMAT_BY_EXT:
+        raise OutputError(
+            f"{out}: unknown output extension {out.suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}"
+        )
+    if alpha and ext not in _ALPHA_FORMATS:
+        raise OutputError(f"{out}: the input has an alpha channel, which {out.suffix} cannot keep; use .png")
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; give a file name")
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)) and _same_file(out, Path(item)):
+            raise OutputError(f"{out}: output path is the same file as input {item}; refusing to overwrite an input")
+    return out
+
+
+def atomic_write(path: str | os.PathLike, write, *, suffix: str | None = None) -> Path:
+    """Call ``write(tmp_path)`` then move the file into place with ``os.replace``.
+
+    The parent folder is created when missing. Raises :class:`OutputError` when the folder cannot
+    be created or written.
+    """
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (OSError, FileExistsError) as err:
+        raise OutputError(f"{out}: cannot create output folder {parent}: {err.strerror or err}") from None
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{out}: output folder {parent} is not writable")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix or out.suffix, dir=parent)
+    except OSError as err:
+        raise OutputError(f"{out}: cannot write in {parent}: {err.strerror or err}") from None
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except OSError as err:
+        raise OutputError(f"{out}: cannot write: {err.strerror or err}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def save_image(
+    path: str | os.PathLike,
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    *,
+    inputs: Iterable = (),
+    quality: int = 95,
+) -> Path:
+    """Write an image atomically; refuse to overwrite any path in ``inputs``.
+
+    Args:
+        path: destination; the format follows the extension (.png .jpg .jpeg .tif .tiff .webp .bmp).
+        rgb: uint8 (H, W, 3), or float (H, W, 3) in [0, 1] (rounded to 8 bits).
+        alpha: None, or (H, W) uint8 / float in [0, 1]; written as the alpha channel.
+        inputs: paths that must not be overwritten.
+        quality: JPEG/WebP quality.
+    """
+    out = check_output_path(path, inputs, alpha=alpha is not None)
+    rgb8 = rgb if rgb.dtype == np.uint8 else to_uint8(rgb)
+    if alpha is not None:
+        a8 = alpha if alpha.dtype == np.uint8 else to_uint8(alpha)
+        image = Image.fromarray(np.ascontiguousarray(np.dstack([rgb8, a8])))
+    else:
+        image = Image.fromarray(np.ascontiguousarray(rgb8))
+    fmt = _FORMAT_BY_EXT[out.suffix.lower()]
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if fmt == "WEBP" and quality >= 100:
+        options = {"lossless": True}
+    return atomic_write(out, lambda tmp: image.save(tmp, format=fmt, **options))

@@ -1,0 +1,242 @@
+"""Full-resolution colour lifting: apply the network's low-resolution colour change at any size.
+
+BargainNet runs at a fixed size (256x256). Upsampling its output blurs a 4000x3000 photo to the
+detail of a 256x256 thumbnail. Instead we fit, inside the foreground, a smooth per-pixel affine
+colour transform ``out(x) = A(x) @ comp(x) + b(x)`` (A: 3x3, b: 3) that maps the low-resolution
+composite to the low-resolution output, and apply it to the full-resolution composite: the colour
+change is carried over, the full-resolution detail is kept.
+
+The fit is a masked, regularised local linear regression in the style of the guided filter
+(He, Sun & Tang, "Guided Image Filtering", TPAMI 2013, colour-guide form; and its fast variant,
+He & Sun 2015, which fits coefficients at low resolution and upsamples them bilinearly):
+
+* per window of radius ``radius`` (low-resolution pixels), weighted by the foreground coverage
+  ``w``: means mu_I, mu_p, covariance Sigma = cov(I, I), C = cov(p, I);
+* ``A = (C + lam * A_g) (Sigma + lam * Id)^-1``, ``b = mu_p - A mu_I``, with ``lam = eps / f`` where
+  f is the window's foreground fraction: windows with little foreground lean on the global affine
+  fit (A_g, b_g) of the whole foreground; windows without foreground take it outright;
+* the coefficient maps are box-averaged once more (as in the guided filter), bilinearly upsampled
+  to full resolution and applied there, in strips of rows to bound memory.
+
+Background pixels are never touched: the caller composites with the full-resolution mask (see
+:func:`lift`), so background pixels stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+#: Default window radius in low-resolution pixels, and regularisation (images in [0, 1]).
+#: Chosen with benchmarks/lifting_quality.py (docs/benchmarks.md).
+DEFAULT_RADIUS = 4
+DEFAULT_EPS = 1e-3
+_ROWS_PER_STRIP = 256
+
+
+def resize_float(image: np.ndarray, size: tuple[int, int], resample=Image.BILINEAR) -> np.ndarray:
+    """Resize a float image with Pillow (antialiased when shrinking, as the published test code).
+
+    Args:
+        image: float (H, W) or (H, W, C).
+        size: (width, height) of the result.
+        resample: a Pillow filter (BILINEAR by default, BOX for area coverage).
+
+    Returns:
+        float32 array (h, w) or (h, w, C).
+    """
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim == 2:
+        return np.asarray(Image.fromarray(np.ascontiguousarray(arr)).resize(size, resample), dtype=np.float32)
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c])).resize(size, resample), dtype=np.float32)
+        for c in range(arr.shape[2])
+    ]
+    return np.stack(channels, axis=-1)
+
+
+def _box_sum(x: np.ndarray, radius: int) -> np.ndarray:
+    """Sum over the window [i-r, i+r] x [j-r, j+r] clipped to the image; x is (h, w, ...)."""
+    h, w = x.shape[:2]
+    c = np.cumsum(x, axis=0)
+    c = np.concatenate([np.zeros_like(c[:1]), c], axis=0)
+    lo = np.clip(np.arange(h) - radius, 0, h)
+    hi = np.clip(np.arange(h) + radius + 1, 0, h)
+    rows = c[hi] - c[lo]
+    c = np.cumsum(rows, axis=1)
+    c = np.concatenate([np.zeros_like(c[:, :1]), c], axis=1)
+    lo = np.clip(np.arange(w) - radius, 0, w)
+    hi = np.clip(np.arange(w) + radius + 1, 0, w)
+    return c[:, hi] - c[:, lo]
+
+
+def _affine_from_stats(mean_i, mean_p, cov_ii, cov_pi, lam, prior_a):
+    """A = (C + lam A0)(S + lam I)^-1, b = mu_p - A mu_i; arrays (..., 3), (..., 3, 3), lam (...)."""
+    eye = np.eye(3)
+    lhs = cov_ii + lam[..., None, None] * eye  # symmetric
+    rhs = cov_pi + lam[..., None, None] * prior_a
+    # A S' = R  <=>  S' A^T = R^T (S' symmetric)
+    a = np.swapaxes(np.linalg.solve(lhs, np.swapaxes(rhs, -1, -2)), -1, -2)
+    b = mean_p - np.einsum("...ij,...j->...i", a, mean_i)
+    return a, b
+
+
+def global_affine(guide: np.ndarray, target: np.ndarray, weight: np.ndarray, eps: float = 1e-4):
+    """Weighted least-squares affine colour map ``target ~ A @ guide + b`` over the whole image.
+
+    Regularised toward the identity (ridge ``eps``), so a flat-coloured foreground gives a
+    colour shift rather than an ill-posed matrix.
+
+    Args:
+        guide, target: float (h, w, 3) in [0, 1]; weight: float (h, w) >= 0, not all zero.
+
+    Returns:
+        A (3, 3) and b (3,), float64.
+    """
+    w = weight.astype(np.float64).reshape(-1)
+    total = w.sum()
+    if total <= 0:
+        raise ValueError("global_affine: the weight is zero everywhere")
+    g = guide.reshape(-1, 3).astype(np.float64)
+    t = target.reshape(-1, 3).astype(np.float64)
+    mu_g = w @ g / total
+    mu_t = w @ t / total
+    gc, tc = g - mu_g, t - mu_t
+    cov_gg = (gc * w[:, None]).T @ gc / total
+    cov_tg = (tc * w[:, None]).T @ gc / total
+    return _affine_from_stats(mu_g, mu_t, cov_gg, cov_tg, np.asarray(eps), np.eye(3))
+
+
+def fit_local_affine(
+    guide: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray,
+    *,
+    radius: int = DEFAULT_RADIUS,
+    eps: float = DEFAULT_EPS,
+) -> np.ndarray:
+    """Fit the per-pixel affine colour map ``target ~ A(x) @ guide(x) + b(x)`` (see module doc).
+
+    Args:
+        guide: low-resolution composite, float (h, w, 3) in [0, 1].
+        target: low-resolution network output, float (h, w, 3) in [0, 1].
+        weight: foreground weight, float (h, w) in [0, 1] (e.g. the area coverage of the mask).
+        radius: window radius in low-resolution pixels (>= 1).
+        eps: regularisation toward the global fit, in squared [0, 1] colour units.
+
+    Returns:
+        Coefficients float32 (h, w, 3, 4): ``[..., :3]`` is A, ``[..., 3]`` is b.
+    """
+    if guide.shape != target.shape or guide.ndim != 3 or guide.shape[2] != 3:
+        raise ValueError(f"guide and target must both be (h, w, 3), got {guide.shape} and {target.shape}")
+    if weight.shape != guide.shape[:2]:
+        raise ValueError(f"weight must be (h, w) = {guide.shape[:2]}, got {weight.shape}")
+    if radius < 1:
+        raise ValueError(f"radius must be >= 1, got {radius}")
+    g = guide.astype(np.float64)
+    t = target.astype(np.float64)
+    w = np.clip(weight.astype(np.float64), 0.0, 1.0)
+    a_glob, b_glob = global_affine(g, t, w)
+
+    ones = _box_sum(np.ones(w.shape), radius)
+    sw = _box_sum(w, radius)
+    safe = np.maximum(sw, 1e-12)
+    wg, wt = g * w[..., None], t * w[..., None]
+    mean_g = _box_sum(wg, radius) / safe[..., None]
+    mean_t = _box_sum(wt, radius) / safe[..., None]
+    outer_gg = _box_sum(wg[..., :, None] * g[..., None, :], radius) / safe[..., None, None]
+    outer_tg = _box_sum(wt[..., :, None] * g[..., None, :], radius) / safe[..., None, None]
+    cov_gg = outer_gg - mean_g[..., :, None] * mean_g[..., None, :]
+    cov_tg = outer_tg - mean_t[..., :, None] * mean_g[..., None, :]
+    frac = sw / ones
+    lam = eps / np.maximum(frac, 1e-6)
+    a, b = _affine_from_stats(mean_g, mean_t, cov_gg, cov_tg, lam, a_glob)
+    empty = sw <= 1e-9
+    a[empty] = a_glob
+    b[empty] = b_glob
+    coeffs = np.concatenate([a, b[..., None]], axis=-1)  # (h, w, 3, 4)
+    # Second box pass, as the guided filter averages the coefficients of all windows over a pixel.
+    coeffs = _box_sum(coeffs, radius) / ones[..., None, None]
+    return coeffs.astype(np.float32)
+
+
+def _interp_weights(n_out: int, n_in: int):
+    """Bilinear source indices/weights with half-pixel centres (Pillow/align_corners=False)."""
+    pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    pos = np.clip(pos, 0.0, n_in - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    frac = (pos - i0).astype(np.float32)
+    return i0, i1, frac
+
+
+def apply_affine(coeffs: np.ndarray, image: np.ndarray, *, rows_per_strip: int = _ROWS_PER_STRIP) -> np.ndarray:
+    """Upsample the coefficient maps bilinearly to the image's size and apply them.
+
+    Args:
+        coeffs: float (h, w, 3, 4) from :func:`fit_local_affine`.
+        image: float (H, W, 3) in [0, 1], the full-resolution guide (composite).
+
+    Returns:
+        float32 (H, W, 3), clipped to [0, 1]. Memory: one strip of rows at a time.
+    """
+    height, width = image.shape[:2]
+    h, w = coeffs.shape[:2]
+    flat = coeffs.reshape(h, w, 12).astype(np.float32)
+    y0, y1, fy = _interp_weights(height, h)
+    x0, x1, fx = _interp_weights(width, w)
+    fx = fx[None, :, None]
+    out = np.empty((height, width, 3), dtype=np.float32)
+    for start in range(0, height, rows_per_strip):
+        stop = min(start + rows_per_strip, height)
+        wy = fy[start:stop, None, None]
+        rows = flat[y0[start:stop]] * (1 - wy) + flat[y1[start:stop]] * wy  # (s, w, 12)
+        strip = rows[:, x0] * (1 - fx) + rows[:, x1] * fx  # (s, W, 12)
+        strip = strip.reshape(stop - start, width, 3, 4)
+        pix = image[start:stop].astype(np.float32)
+        res = np.einsum("swij,swj->swi", strip[..., :3], pix) + strip[..., 3]
+        out[start:stop] = np.clip(res, 0.0, 1.0)
+    return out
+
+
+def lift(
+    composite_low: np.ndarray,
+    output_low: np.ndarray,
+    weight_low: np.ndarray,
+    guide_full: np.ndarray,
+    *,
+    radius: int = DEFAULT_RADIUS,
+    eps: float = DEFAULT_EPS,
+) -> np.ndarray:
+    """Carry the low-resolution colour change over to a full-resolution image.
+
+    Args:
+        composite_low: the network's input composite, float (h, w, 3) in [0, 1].
+        output_low: the network's harmonized output at the same size, float (h, w, 3) in [0, 1].
+        weight_low: foreground weight (h, w) in [0, 1] (area coverage of the full-res mask).
+        guide_full: the full-resolution image to recolour (the composite, or in paste mode the
+            cut-out layer), float (H, W, 3) in [0, 1].
+
+    Returns:
+        float32 (H, W, 3) in [0, 1]: ``guide_full`` with the fitted transform applied everywhere.
+        Composite it with the full-resolution mask (:func:`composite_foreground`) so the
+        background stays bit-identical.
+    """
+    coeffs = fit_local_affine(composite_low, output_low, weight_low, radius=radius, eps=eps)
+    return apply_affine(coeffs, guide_full)
+
+
+def upsample(output_low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The plain alternative to lifting: bilinear upsampling of the low-res output to (W, H)."""
+    return np.clip(resize_float(output_low, size, Image.BILINEAR), 0.0, 1.0)
+
+
+def composite_foreground(foreground: np.ndarray, background: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``where(mask, foreground, background)`` for a bool mask, or alpha blending for a float one.
+
+    With a bool mask the background pixels are copied unchanged (bit-identical, any dtype).
+    """
+    if mask.dtype == np.bool_:
+        return np.where(mask[..., None], foreground.astype(background.dtype, copy=False), background)
+    m = mask.astype(np.float32)[..., None]
+    return foreground * m + background * (1 - m)
