@@ -20,6 +20,8 @@ from .errors import EXIT_FAILURE, UserError
 
 # name -> module under bargainnet.commands. Keep sorted by how often users need them.
 COMMANDS: dict[str, str] = {
+    "harmonize": "harmonize",
+    "export-onnx": "export_onnx",
     "convert": "convert",
     "bradley-terry": "bradley_terry",
 }
