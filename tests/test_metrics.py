@@ -120,3 +120,13 @@ def test_ratio_bins():
     ]
     with pytest.raises(InputError):
         metrics.ratio_bin(101)
+
+
+def test_separate_fmse_mask():
+    out, real, mask = _pair(5)
+    other = np.zeros_like(mask)
+    other[:, 0:4, 0:4] = 1
+    got = metrics.image_metrics(out, real, mask, "published", fmse_mask=other)
+    base = metrics.image_metrics(out, real, other, "published")
+    assert got["fmse"] == base["fmse"] and got["fg_ratio"] == base["fg_ratio"]
+    assert got["mse"] == base["mse"]

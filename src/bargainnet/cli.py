@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "export-onnx": "export_onnx",
     "convert": "convert",
     "bradley-terry": "bradley_terry",
+    "evaluate": "evaluate",
 }
 
 

@@ -225,13 +225,17 @@ def image_metrics(
     mask: Any,
     protocol: str | Protocol = "published",
     composite: Any | None = None,
+    fmse_mask: Any | None = None,
 ) -> dict[str, float]:
     """MSE, PSNR, fMSE and foreground ratio of one image under ``protocol``.
 
     ``output`` (the method's raw output), ``real`` and ``composite``: ``(3, H, W)`` in [-1, 1];
     ``mask``: ``(1, H, W)`` or ``(H, W)``, 1 = foreground (binarised at 0.5 for fMSE and
     compositing). ``composite`` is required by protocols that composite the output
-    (``standard``). Returns ``{"mse", "psnr", "fmse", "fg_ratio"}`` (fg_ratio in percent).
+    (``standard``). ``fmse_mask``: the mask for fMSE and the foreground ratio when it differs
+    from ``mask`` (the published evaluation resizes it nearest while the model's input mask may
+    be resized otherwise); default ``mask``. Returns ``{"mse", "psnr", "fmse", "fg_ratio"}``
+    (fg_ratio in percent).
     """
     proto = get_protocol(protocol)
     out = _numpy(output)
@@ -258,11 +262,12 @@ def image_metrics(
         data_range = float(o.max()) - float(o.min())
     else:
         data_range = 255.0
+    fm = m if fmse_mask is None else _mask2d(fmse_mask, (h, w))
     return {
         "mse": mse(o, r),
         "psnr": psnr(o, r, data_range),
-        "fmse": fmse(o, r, m),
-        "fg_ratio": float(m.mean() * 100.0),
+        "fmse": fmse(o, r, fm),
+        "fg_ratio": float(fm.mean() * 100.0),
     }
 
 
@@ -272,6 +277,7 @@ def batch_metrics(
     mask: Any,
     protocol: str | Protocol = "published",
     composite: Any | None = None,
+    fmse_mask: Any | None = None,
 ) -> list[dict[str, float]]:
     """:func:`image_metrics` for each image of a batch: ``(B, 3, H, W)``, masks ``(B, 1, H, W)``."""
     out, real_np, mask_np = _numpy(output), _numpy(real), _numpy(mask)
@@ -281,7 +287,11 @@ def batch_metrics(
             f"{out.shape}, {real_np.shape}, {mask_np.shape}"
         )
     comp = None if composite is None else _numpy(composite)
+    fm = None if fmse_mask is None else _numpy(fmse_mask)
     return [
-        image_metrics(out[i], real_np[i], mask_np[i], protocol, None if comp is None else comp[i])
+        image_metrics(
+            out[i], real_np[i], mask_np[i], protocol,
+            None if comp is None else comp[i], None if fm is None else fm[i],
+        )
         for i in range(out.shape[0])
     ]
