@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "convert": "convert",
     "bradley-terry": "bradley_terry",
     "evaluate": "evaluate",
+    "synth": "synth",
+    "data": "data",
 }
 
 

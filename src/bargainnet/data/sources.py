@@ -143,38 +143,10 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == (1 + int(np.argmax(sizes)))
 
 
-def object_mask(
-    image: np.ndarray,
-    rng: np.random.Generator,
-    ratio: tuple[float, float] = (0.05, 0.6),
-    method: str = "felzenszwalb",
-    work_side: int = 192,
-) -> np.ndarray:
-    """An object-like mask for a photo without one: image segments merged into one connected
-    region covering roughly ``ratio`` of the image.
-
-    ``image`` uint8 (H, W, 3). The image is segmented at ``work_side`` px on its long side
-    (scikit-image ``felzenszwalb`` or ``slic``); starting from a random segment, the adjacent
-    segment with the closest mean colour is added until the region reaches a target area drawn
-    uniformly from ``ratio``; holes are filled. Returns bool (H, W), connected, non-empty, with at
-    least one background pixel.
-    """
-    from scipy import ndimage
-    from skimage import segmentation
-
-    h, w = image.shape[:2]
-    s = min(1.0, work_side / max(h, w))
-    small = np.asarray(
-        Image.fromarray(image).resize((max(8, round(w * s)), max(8, round(h * s))), Image.BILINEAR)
-    )
-    sh, sw = small.shape[:2]
-    if method == "felzenszwalb":
-        seg = segmentation.felzenszwalb(small, scale=float(rng.uniform(50, 300)), sigma=0.8, min_size=20)
-    elif method == "slic":
-        seg = segmentation.slic(small, n_segments=int(rng.integers(40, 120)), compactness=10, start_label=0)
-    else:
-        raise InputError(f"unknown mask method {method!r}; known: felzenszwalb, slic")
+def _grow_region(seg: np.ndarray, small: np.ndarray, rng: np.random.Generator, ratio) -> np.ndarray:
+    """Merge adjacent segments of ``seg`` from a random start into one region of about ``ratio``."""
     n = int(seg.max()) + 1
+    sh, sw = seg.shape
     area = np.bincount(seg.ravel(), minlength=n).astype(np.float64)
     colour = np.stack([np.bincount(seg.ravel(), small[..., c].ravel(), n) for c in range(3)], 1)
     colour /= np.maximum(area, 1)[:, None]
@@ -192,10 +164,10 @@ def object_mask(
         adjacency[b].add(a)
     total = float(sh * sw)
     target = rng.uniform(*ratio) * total
-    # Start away from the border more often than not, as objects are.
-    weights = np.ones(n)
+    # Start in a segment smaller than the target, away from the border more often than not.
+    weights = np.where(area <= target, 1.0, 1e-6)
     border = np.unique(np.concatenate([seg[0], seg[-1], seg[:, 0], seg[:, -1]]))
-    weights[border] = 0.25
+    weights[border] *= 0.25
     start = int(rng.choice(n, p=weights / weights.sum()))
     region = {start}
     covered = area[start]
@@ -212,12 +184,48 @@ def object_mask(
         region.add(pick)
         mean = (mean * covered + colour[pick] * area[pick]) / (covered + area[pick])
         covered += area[pick]
-    small_mask = ndimage.binary_fill_holes(np.isin(seg, list(region)))
-    mask = np.asarray(Image.fromarray(small_mask.astype(np.uint8) * 255).resize((w, h), Image.BILINEAR)) > 127
-    mask = _largest_component(mask)
-    if not mask.any() or mask.all():  # degenerate: fall back to a centred ellipse
-        mask = ellipse_mask((h, w), rng, ratio)
-    return mask
+    return np.isin(seg, list(region))
+
+
+def object_mask(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    ratio: tuple[float, float] = (0.05, 0.6),
+    method: str = "felzenszwalb",
+    work_side: int = 192,
+) -> np.ndarray:
+    """An object-like mask for a photo without one: image segments merged into one connected
+    region covering roughly ``ratio`` of the image.
+
+    ``image`` uint8 (H, W, 3). The image is segmented at ``work_side`` px on its long side
+    (scikit-image ``felzenszwalb`` or ``slic``); starting from a random segment, the adjacent
+    segment with the closest mean colour is added until the region reaches a target area drawn
+    uniformly from ``ratio``; holes are filled. When the segments cannot make such a region (a
+    flat image gives one huge segment) SLIC superpixels are tried, then a random ellipse. Returns
+    bool (H, W), connected, with at least one foreground and one background pixel.
+    """
+    from scipy import ndimage
+    from skimage import segmentation
+
+    if method not in ("felzenszwalb", "slic"):
+        raise InputError(f"unknown mask method {method!r}; known: felzenszwalb, slic")
+    h, w = image.shape[:2]
+    s = min(1.0, work_side / max(h, w))
+    small = np.asarray(
+        Image.fromarray(image).resize((max(8, round(w * s)), max(8, round(h * s))), Image.BILINEAR)
+    )
+    methods = ["felzenszwalb", "slic"] if method == "felzenszwalb" else ["slic"]
+    for m in methods:
+        if m == "felzenszwalb":
+            seg = segmentation.felzenszwalb(small, scale=float(rng.uniform(50, 300)), sigma=0.8, min_size=20)
+        else:
+            seg = segmentation.slic(small, n_segments=int(rng.integers(40, 120)), compactness=10, start_label=0)
+        small_mask = ndimage.binary_fill_holes(_grow_region(seg, small, rng, ratio))
+        mask = np.asarray(Image.fromarray(small_mask.astype(np.uint8) * 255).resize((w, h), Image.BILINEAR)) > 127
+        mask = _largest_component(mask)
+        if 0.5 * ratio[0] <= mask.mean() <= min(0.95, 1.25 * ratio[1]):
+            return mask
+    return ellipse_mask((h, w), rng, ratio)
 
 
 def ellipse_mask(shape: tuple[int, int], rng: np.random.Generator, ratio=(0.05, 0.6)) -> np.ndarray:

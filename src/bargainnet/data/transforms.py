@@ -84,8 +84,8 @@ def _check_triplet(composite: Image.Image, mask: Image.Image, real: Image.Image)
 class TrainTransform:
     """The published training augmentation: a random resized crop (same box for the three
     images) resized to ``size`` (bilinear, antialiased), then a horizontal flip with probability
-    ``flip``. A crop whose mask is empty is redrawn (up to ``redraws`` times, then the whole image
-    is used). ``size``: int or ``(H, W)``; ``scale``: area fraction range; ``ratio``: aspect
+    ``flip``. A crop whose mask is empty is redrawn (up to ``redraws`` times, then the smallest allowed
+    crop centred on the object is used). ``size``: int or ``(H, W)``; ``scale``: area fraction range; ``ratio``: aspect
     range (torchvision's default 3/4–4/3)."""
 
     def __init__(
@@ -104,6 +104,20 @@ class TrainTransform:
     def __repr__(self) -> str:
         return f"TrainTransform(size={self.size}, scale={self.scale}, ratio={self.ratio}, flip={self.flip})"
 
+    def _fallback_box(self, mask: Image.Image) -> tuple[int, int, int, int]:
+        # The smallest allowed square-ish crop centred on the object (clamped to the image), so
+        # that a small object keeps as many pixels as possible.
+        width, height = mask.size
+        bbox = mask.point(lambda v: 255 if v > MASK_THRESHOLD else 0).getbbox()
+        if bbox is None:
+            return (0, 0, width, height)
+        side_w = min(width, max(bbox[2] - bbox[0], round(math.sqrt(self.scale[0] * width * height))))
+        side_h = min(height, max(bbox[3] - bbox[1], round(math.sqrt(self.scale[0] * width * height))))
+        cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+        left = int(min(max(0, round(cx - side_w / 2)), width - side_w))
+        top = int(min(max(0, round(cy - side_h / 2)), height - side_h))
+        return (left, top, left + side_w, top + side_h)
+
     def __call__(self, composite, mask, real, generator=None):
         _check_triplet(composite, mask, real)
         h, w = self.size
@@ -118,6 +132,7 @@ class TrainTransform:
                 box = cand
                 break
         else:
+            box = self._fallback_box(mask)
             m = mask.resize((w, h), Image.BILINEAR, box=box)
         c = composite.resize((w, h), Image.BILINEAR, box=box)
         r = real.resize((w, h), Image.BILINEAR, box=box)
