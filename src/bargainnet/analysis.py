@@ -43,8 +43,10 @@ __all__ = [
     "collect_codes",
     "spearman",
     "subsample_indices",
-    "score_image",
+    "rank_by_inharmony",
     "table2_markdown",
+    "analysis_markdown",
+    "analysis_report",
 ]
 
 HARMONY_SCORE_SCALE = 0.04212
@@ -240,56 +242,97 @@ def table2_markdown(analyses: Sequence[CodeAnalysis]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------------------------
-# scoring single composites
+def rank_by_inharmony(rows: Sequence[dict[str, Any]], key: str = "distance") -> list[dict[str, Any]]:
+    """Rows sorted from the most inharmonious (largest distance, lowest score) to the least, with
+    a 1-based ``rank``; rows whose ``key`` is missing or not finite go last."""
+    def sort_key(r):
+        v = r.get(key)
+        ok = isinstance(v, (int, float)) and math.isfinite(v)
+        return (not ok, -v if ok else 0.0)
+
+    ranked = sorted(rows, key=sort_key)
+    return [{"rank": i + 1, **r} for i, r in enumerate(ranked)]
 
 
-def _prepare(image: np.ndarray, mask: np.ndarray, size: int):
-    """float [0, 1] (H, W, 3) + bool (H, W) -> tensors (1, 3, size, size) in [-1, 1], (1, 1, size, size)."""
-    import torch
-    from PIL import Image
-
-    img = Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
-    m = Image.fromarray((np.asarray(mask) > 0.5).astype(np.uint8) * 255)
-    if m.size != (size, size):
-        m = m.resize((size, size), Image.BILINEAR)
-    x = torch.from_numpy(np.asarray(img, np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
-    mm = torch.from_numpy((np.asarray(m) > 127).astype(np.float32))[None, None]
-    if not mm.any() or mm.all():
-        raise InputError(
-            f"after resizing to {size}x{size} the mask is {'empty' if not mm.any() else 'full'}: "
-            "the inharmony score needs foreground and background pixels"
+def analysis_markdown(analyses: Sequence[CodeAnalysis], weights: str = "", data_root: str = "") -> str:
+    """The report: Table 2 beside the paper's, then the inharmony checks per split."""
+    parts = [
+        "# Domain-code analysis (paper Table 2)\n\n",
+        f"Model `{weights}`, data `{data_root}`. Codes from the model in eval mode; z_b from the "
+        "composite's background; harmonized = G's output guided by z_b. Percent of triplets whose "
+        "codes meet each requirement (strict <, Euclidean distances).\n\n",
+        table2_markdown(analyses),
+        "\n## Inharmony level d(z_b, z̃_f) and harmony score exp(−0.04212·d)\n\n",
+        "| split | images | mean d, composite | mean d, harmonized | lower after (%) | mean score, composite "
+        "| mean score, harmonized | Spearman(score, composite fMSE) |\n",
+        "|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    ]
+    for a in analyses:
+        s = a.summary()
+        parts.append(
+            f"| {a.split} | {s['n']} | {s['inharmony_distance_mean']['composite']:.3f} | "
+            f"{s['inharmony_distance_mean']['harmonized']:.3f} | {s['share_lower_after_percent']:.1f} | "
+            f"{s['harmony_score_mean']['composite']:.4f} | {s['harmony_score_mean']['harmonized']:.4f} | "
+            f"{s['spearman_score_vs_composite_fmse']:.3f} |\n"
         )
-    return x, mm
+    parts.append(
+        "\nThe composite's fMSE is scored with the `published` protocol (uint8 truncation, binarised "
+        "mask). A negative Spearman correlation means composites the score calls less harmonious are "
+        "further from their real images.\n"
+    )
+    return "".join(parts)
 
 
-def score_image(model, image: np.ndarray, mask: np.ndarray, size: int = 256, after: bool = False, device: str = "cpu") -> dict[str, Any]:
-    """Inharmony of one composite: ``{"distance", "score"}`` and, with ``after``, the same for
-    the harmonized image (``"distance_after"``, ``"score_after"``) plus ``"harmonized"``
-    (float (size, size, 3) in [0, 1]).
+def analysis_report(analyses: Sequence[CodeAnalysis], output_dir, weights: str = "", data_root: str = "", plot: bool = True) -> dict:
+    """Write ``analysis.md``, ``analysis.json``, ``per_image.csv`` (per triplet: split, name,
+    subset, the six flags, inharmony before/after, composite fMSE) and ``score_vs_fmse.png``."""
+    import csv
+    import io
+    import json
+    from pathlib import Path
 
-    ``image``: float (H, W, 3) in [0, 1]; ``mask``: (H, W), foreground where > 0.5. Both are
-    resized to ``size`` × ``size`` (bilinear; the mask thresholded) — the code is a global
-    statistic of each region, and the model needs sides that are multiples of 2**num_downs.
-    """
-    import torch
+    from .io import atomic_write
 
-    if size % model.config.size_multiple:
-        raise InputError(f"size {size} is not a multiple of {model.config.size_multiple} (2**num_downs of this model)")
-    x, m = _prepare(image, mask, size)
-    x, m = x.to(device), m.to(device)
-    model.eval()
-    with torch.no_grad():
-        d, s = model.inharmony(x, m)
-        result: dict[str, Any] = {"distance": float(d[0]), "score": float(s[0])}
-        if after:
-            harmonized = model.harmonize(x, m).clamp(-1, 1)
-            d2, s2 = model.inharmony(harmonized, m)
-            result.update(
-                distance_after=float(d2[0]),
-                score_after=float(s2[0]),
-                harmonized=((harmonized[0].permute(1, 2, 0).float().cpu().numpy() + 1) / 2).clip(0, 1),
-            )
-    return result
+    out = Path(output_dir)
+    paths = {"markdown": out / "analysis.md", "json": out / "analysis.json", "csv": out / "per_image.csv"}
+
+    def text(path, content):
+        atomic_write(path, lambda tmp: Path(tmp).write_text(content, encoding="utf-8"))
+
+    text(paths["markdown"], analysis_markdown(analyses, weights, data_root))
+    payload = {"weights": weights, "data_root": data_root, "splits": [a.summary() for a in analyses]}
+    from .evaluation import _json_safe
+
+    text(paths["json"], json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["split", "name", "subset"] + [f"req{i + 1}" for i in range(len(REQUIREMENTS))]
+                    + ["all_six", "inharmony_before", "inharmony_after", "score_before", "score_after", "composite_fmse"])
+    for a in analyses:
+        for i, name in enumerate(a.names):
+            f = a.flags[i]
+            writer.writerow([a.split, name, a.subsets[i]] + [int(v) for v in f] + [int(f.all()),
+                            f"{a.inharmony_before[i]:.6g}", f"{a.inharmony_after[i]:.6g}",
+                            f"{harmony_score(float(a.inharmony_before[i])):.6g}",
+                            f"{harmony_score(float(a.inharmony_after[i])):.6g}", f"{a.composite_fmse[i]:.6g}"])
+    text(paths["csv"], buf.getvalue())
+    if plot:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+        for a in analyses:
+            ax.scatter(a.composite_fmse, harmony_score(a.inharmony_before), s=8, alpha=0.5,
+                       label=f"{a.split} (Spearman {a.score_fmse_spearman():.2f})")
+        ax.set_xscale("log")
+        ax.set_xlabel("composite fMSE (published protocol)")
+        ax.set_ylabel("harmony score exp(-0.04212 d)")
+        ax.set_title("Harmony score of composites vs their foreground error")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        paths["plot"] = out / "score_vs_fmse.png"
+        atomic_write(paths["plot"], lambda tmp: fig.savefig(tmp, format="png"))
+        plt.close(fig)
+    return paths

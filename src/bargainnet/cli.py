@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "synth": "synth",
     "data": "data",
+    "score": "score",
+    "analyze": "analyze",
 }
 
 

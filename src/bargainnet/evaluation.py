@@ -88,6 +88,7 @@ class Method:
     run: Callable[[Any, Any], Any]
     info: dict[str, Any] = field(default_factory=dict)
     size_multiple: int = 1
+    model: Any = field(default=None, repr=False)  # the nn.Module of a "model" method
 
 
 @dataclass
@@ -187,7 +188,7 @@ def model_method(model_or_path: Any, device: str = "cpu", mode: str = "eval", la
                 raise InputError(f"{key}: {err}") from None
         return out.float().cpu()
 
-    return Method(key=key, label=key, kind="model", run=run, info=info, size_multiple=model.config.size_multiple)
+    return Method(key=key, label=key, kind="model", run=run, info=info, size_multiple=model.config.size_multiple, model=model)
 
 
 def resolve_methods(specs: Sequence[str], device: str = "cpu", mode: str = "eval") -> list[Method]:
