@@ -48,6 +48,7 @@ Writing (:func:`save_image`) is atomic (a temporary file in the destination fold
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import warnings
@@ -134,6 +135,20 @@ def _check_pixels(width: int, height: int, name: str, max_pixels: int | None) ->
         )
 
 
+@contextlib.contextmanager
+def _our_pixel_limit():
+    """Pillow's own decompression-bomb limit off: :func:`_check_pixels` (configurable) replaces it,
+    checked from the header before any decoding."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def open_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Image.Image:
     """Open and fully decode an image file with EXIF orientation applied.
 
@@ -147,9 +162,7 @@ def open_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Ima
     if path.is_dir():
         raise InputError(f"{name}: is a folder, expected an image file")
     try:
-        with warnings.catch_warnings():
-            # Our own limit replaces Pillow's warning; its hard error is still caught below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _our_pixel_limit():
             image = Image.open(path)
     except Image.DecompressionBombError as err:
         raise InputError(f"{name}: {err} (decompression-bomb guard)") from None
@@ -162,14 +175,8 @@ def open_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Ima
     with image:
         _check_pixels(image.width, image.height, name, max_pixels)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                saved_limit = Image.MAX_IMAGE_PIXELS
-                Image.MAX_IMAGE_PIXELS = None  # our check above is the guard
-                try:
-                    image.load()
-                finally:
-                    Image.MAX_IMAGE_PIXELS = saved_limit
+            with _our_pixel_limit():
+                image.load()
                 transposed = ImageOps.exif_transpose(image)
         except (OSError, SyntaxError, ValueError) as err:
             # Pillow reports truncation as OSError("image file is truncated ...").

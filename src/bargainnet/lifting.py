@@ -81,7 +81,7 @@ def _affine_from_stats(mean_i, mean_p, cov_ii, cov_pi, lam, prior_a):
     return a, b
 
 
-def global_affine(guide: np.ndarray, target: np.ndarray, weight: np.ndarray, eps: float = 1e-4):
+def global_affine(guide: np.ndarray, target: np.ndarray, weight: np.ndarray, eps: float = 1e-6):
     """Weighted least-squares affine colour map ``target ~ A @ guide + b`` over the whole image.
 
     Regularised toward the identity (ridge ``eps``), so a flat-coloured foreground gives a

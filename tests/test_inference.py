@@ -1,0 +1,228 @@
+"""The Harmonizer API (bargainnet.inference) with a tiny model at 64 px."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from bargainnet import inference
+from bargainnet.errors import InputError
+from bargainnet.inference import Harmonizer
+from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
+from bargainnet.models.convert import save_weights
+
+TINY = dict(ngf=4, num_downs=5, code_dim=8)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_weights(BargainNet(BargainNetConfig(**TINY)).eval(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def harmonizer(weights):
+    return Harmonizer.from_pretrained(weights)
+
+
+def photo(h=90, w=130):
+    return np.asarray(Image.fromarray(skdata.chelsea()).resize((w, h), Image.BILINEAR))
+
+
+def box_mask(h=90, w=130, y=(20, 60), x=(30, 90)):
+    mask = np.zeros((h, w), bool)
+    mask[y[0] : y[1], x[0] : x[1]] = True
+    return mask
+
+
+def test_default_weights_missing_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(inference, "default_weights_path", lambda: tmp_path / "default.safetensors")
+    with pytest.raises(InputError, match="no default weights are installed.*from_pretrained"):
+        Harmonizer.from_pretrained()
+
+
+def test_bad_construction(weights):
+    with pytest.raises(InputError, match="not found"):
+        Harmonizer.from_pretrained(weights.parent / "none.safetensors")
+    with pytest.raises(InputError, match="multiple of 32"):
+        Harmonizer.from_pretrained(weights, size=80)
+    with pytest.raises(InputError, match="backend"):
+        Harmonizer.from_pretrained(weights, backend="tensorrt")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            Harmonizer.from_pretrained(weights, device="cuda")
+
+
+def test_size_comes_from_the_config(harmonizer, weights):
+    assert harmonizer.size == 64  # 2**5 = 32 is below the extractor's 64 px minimum
+    assert Harmonizer.from_pretrained(weights, size=128).size == 128
+    from bargainnet.export import default_size
+
+    assert default_size(BargainNetConfig()) == 256
+
+
+@pytest.mark.parametrize("shape", [(90, 130), (37, 101), (200, 64)])
+def test_output_has_input_size_and_background_is_bit_identical(harmonizer, shape):
+    h, w = shape
+    img = photo(h, w)
+    mask = box_mask(h, w, (h // 4, 3 * h // 4), (w // 4, 3 * w // 4))
+    out = harmonizer(img, mask)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[~mask], img[~mask])
+    assert np.abs(out[mask].astype(int) - img[mask]).mean() > 1  # the random model changes it
+
+
+def test_input_kinds(harmonizer, tmp_path):
+    img, mask = photo(), box_mask()
+    Image.fromarray(img).save(tmp_path / "c.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    from_path = harmonizer(tmp_path / "c.png", tmp_path / "m.png")
+    from_pil = harmonizer(Image.open(tmp_path / "c.png"), Image.open(tmp_path / "m.png"))
+    from_array = harmonizer(img, mask)
+    assert isinstance(from_path, Image.Image) and from_path.size == (130, 90) and from_path.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(from_path), from_array)
+    np.testing.assert_array_equal(np.asarray(from_pil), from_array)
+    as_float = harmonizer(img.astype(np.float32) / 255, mask)
+    assert as_float.dtype == np.float32 and as_float.shape == img.shape
+    np.testing.assert_allclose(as_float[~mask], img[~mask] / 255.0, atol=1e-7)
+    gray = harmonizer(img[..., 0], mask)
+    assert gray.shape == (90, 130, 3)
+
+
+def test_alpha_is_kept(harmonizer, tmp_path):
+    img, mask = photo(), box_mask()
+    alpha = np.tile(np.linspace(0, 255, 130).astype(np.uint8), (90, 1))
+    Image.fromarray(np.dstack([img, alpha])).save(tmp_path / "rgba.png")
+    out = harmonizer(tmp_path / "rgba.png", mask)
+    assert out.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(out)[..., 3], alpha)
+    out = harmonizer(np.dstack([img, alpha]), mask)
+    assert out.shape == (90, 130, 4)
+    np.testing.assert_array_equal(out[..., 3], alpha)
+
+
+def _reference_low(img, mask, size=64):
+    """The network input built independently with Pillow: bilinear composite, BOX coverage >= 0.5."""
+    rgb = img.astype(np.float32) / 255
+    comp = np.stack([np.asarray(Image.fromarray(rgb[..., k]).resize((size, size), Image.BILINEAR)) for k in range(3)], -1)
+    cover = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((size, size), Image.BOX))
+    c = torch.from_numpy(comp).permute(2, 0, 1)[None] * 2 - 1
+    m = torch.from_numpy((cover >= 0.5).astype(np.float32))[None, None]
+    return c, m
+
+
+def test_score_matches_the_model(harmonizer):
+    img, mask = photo(), box_mask()
+    score = harmonizer.score(img, mask)
+    c, m = _reference_low(img, mask)
+    with torch.no_grad():
+        distance, bounded = harmonizer.runner.model.inharmony(c, m)
+    assert score.distance == pytest.approx(float(distance), rel=1e-4)
+    assert score.score == pytest.approx(float(bounded), abs=1e-5)
+    assert score.score == pytest.approx(np.exp(-0.04212 * score.distance))
+
+
+def test_upsample_method_matches_a_manual_pipeline(weights):
+    h = Harmonizer.from_pretrained(weights, method="upsample")
+    img, mask = photo(), box_mask()
+    out = h(img, mask)
+    c, m = _reference_low(img, mask)
+    with torch.no_grad():
+        low = h.runner.model.harmonize(c, m)
+    low01 = ((low[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+    up = np.stack([np.asarray(Image.fromarray(low01[..., k]).resize((130, 90), Image.BILINEAR)) for k in range(3)], -1)
+    expected = np.where(mask[..., None], np.round(np.clip(up, 0, 1) * 255), img)
+    assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+def test_harmonize_result_and_min_inharmony(harmonizer):
+    img, mask = photo(), box_mask()
+    result = harmonizer.harmonize(img, mask)
+    assert not result.skipped and result.before.distance > 0
+    assert result.after.score == pytest.approx(np.exp(-0.04212 * result.after.distance))
+    kept = harmonizer.harmonize(img, mask, min_inharmony=result.before.distance + 1)
+    assert kept.skipped
+    np.testing.assert_array_equal(kept.image, img)
+    done = harmonizer.harmonize(img, mask, min_inharmony=result.before.distance / 2)
+    assert not done.skipped
+    np.testing.assert_array_equal(done.image, result.image)
+
+
+def test_background_harmonization_keeps_the_foreground(harmonizer):
+    img, mask = photo(), box_mask()
+    out = harmonizer.harmonize_background(img, mask)
+    np.testing.assert_array_equal(out[mask], img[mask])
+    assert np.abs(out[~mask].astype(int) - img[~mask]).mean() > 1
+
+
+def test_batches_give_the_same_results(weights):
+    pairs = [(photo(90, 130), box_mask()), (photo(64, 64), box_mask(64, 64, (10, 40), (5, 30))),
+             (photo(120, 80), box_mask(120, 80, (50, 110), (10, 70)))]
+    one = Harmonizer.from_pretrained(weights, batch_size=1).harmonize_many(pairs)
+    two = Harmonizer.from_pretrained(weights, batch_size=2).harmonize_many(pairs)
+    for a, b in zip(one, two):
+        assert np.abs(a.image.astype(int) - b.image).max() <= 1
+        assert a.before.distance == pytest.approx(b.before.distance, abs=1e-5)
+
+
+def test_tiny_and_huge_foregrounds(harmonizer):
+    img = photo(400, 500)
+    tiny = np.zeros((400, 500), bool)
+    tiny[200:202, 300:302] = True  # 4 px: below half a working pixel
+    out = harmonizer(img, tiny)
+    np.testing.assert_array_equal(out[~tiny], img[~tiny])
+    huge = ~tiny
+    out = harmonizer(img, huge)
+    np.testing.assert_array_equal(out[tiny], img[tiny])
+
+
+def test_bad_inputs_raise_input_error(harmonizer, tmp_path):
+    img = photo()
+    with pytest.raises(InputError, match="no such file"):
+        harmonizer(tmp_path / "none.jpg", box_mask())
+    with pytest.raises(InputError, match="empty"):
+        harmonizer(img, np.zeros((90, 130), bool))
+    with pytest.raises(InputError, match="whole image"):
+        harmonizer(img, np.ones((90, 130), bool))
+    with pytest.raises(InputError, match="--resize-mask"):
+        harmonizer(img, box_mask(45, 65, (5, 30), (5, 30)))
+    out = harmonizer(img, box_mask(45, 65, (10, 30), (15, 45)), resize_mask=True)
+    assert out.shape == img.shape
+
+
+def test_paste(harmonizer):
+    bg = photo(120, 160)
+    cut = np.zeros((40, 50, 4), np.uint8)
+    cut[..., :3] = (200, 30, 30)
+    cut[5:35, 5:45, 3] = 255
+    cut[5:35, 5, 3] = 100  # a soft edge
+    result = harmonizer.paste(cut, bg, position=(130, 100))  # partly outside: cut off
+    out = result.image
+    assert out.shape == bg.shape
+    alpha = np.zeros((120, 160))
+    alpha[100:120, 130:160] = cut[:20, :30, 3]
+    np.testing.assert_array_equal(out[alpha == 0], bg[alpha == 0])
+    assert (out[alpha == 255] != bg[alpha == 255]).any()
+    np.testing.assert_array_equal(result.mask, alpha >= 128)
+    scaled = harmonizer.paste(cut, bg, position=(10, 10), scale=2.0)
+    assert scaled.mask.sum() == pytest.approx(4 * 30 * 40, rel=0.1)
+    with pytest.raises(InputError, match="outside the background"):
+        harmonizer.paste(cut, bg, position=(500, 500))
+    with pytest.raises(InputError, match="no alpha channel"):
+        harmonizer.paste(cut[..., :3], bg)
+
+
+def test_onnxruntime_backend_matches_pytorch(weights, harmonizer):
+    onnx = Harmonizer.from_pretrained(weights, backend="onnxruntime")
+    assert onnx.backend == "onnxruntime" and onnx.size == 64
+    img, mask = photo(), box_mask()
+    a, b = harmonizer.harmonize(img, mask), onnx.harmonize(img, mask)
+    assert np.abs(a.image.astype(int) - b.image).max() <= 1
+    assert a.before.distance == pytest.approx(b.before.distance, abs=1e-4)
+    with pytest.raises(InputError, match="PyTorch backend"):
+        onnx.harmonize_background(img, mask)
