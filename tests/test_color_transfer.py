@@ -167,3 +167,37 @@ def test_property_range_and_locality(seed, strength, name):
     out = METHODS[name](image, mask, reference, np.ones((5, 6)), strength)
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     assert np.array_equal(out[mask == 0], image[mask == 0])
+
+
+def _flat_and_varied(seed=9):
+    rng = np.random.default_rng(seed)
+    image = np.clip(0.5 + rng.normal(0, 0.01, (30, 30, 3)), 0, 1)  # a flat, slightly noisy region
+    reference = rng.random((20, 20, 3))  # a varied one
+    return image, np.ones((30, 30)), reference, np.ones((20, 20))
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_max_gain_bounds_noise_amplification(name):
+    image, mask, reference, reference_mask = _flat_and_varied()
+    g = 2.0
+    exact = METHODS[name](image, mask, reference, reference_mask)
+    limited = METHODS[name](image, mask, reference, reference_mask, max_gain=g)
+    var = lambda x: np.var(x.reshape(-1, 3), axis=0)  # noqa: E731
+    assert var(exact).sum() > 20 * var(image).sum()  # the exact transfer amplifies a lot
+    if name == "reinhard":  # bounded per Lab channel
+        lab_in, lab_out = color.rgb2lab(image).reshape(-1, 3), color.rgb2lab(limited).reshape(-1, 3)
+        assert (lab_out.std(0) <= g * lab_in.std(0) * 1.05 + 1e-6).all()
+    elif name == "histogram":  # each channel's map is g-Lipschitz
+        assert (var(limited) <= g**2 * var(image) * 1.0001).all()
+    else:  # ||A (x - mu)|| <= g ||x - mu||
+        assert var(limited).sum() <= g**2 * var(image).sum() * 1.0001
+    # the mean still moves to the reference's (limited values stay in gamut, so nothing clips)
+    if name == "reinhard":
+        np.testing.assert_allclose(
+            color.rgb2lab(limited).reshape(-1, 3).mean(0), color.rgb2lab(reference).reshape(-1, 3).mean(0), atol=0.5
+        )
+    else:
+        np.testing.assert_allclose(limited.reshape(-1, 3).mean(0), reference.reshape(-1, 3).mean(0), atol=0.01)
+    # and without amplification the gain changes nothing: a region matched to itself
+    same = METHODS[name](image, mask, image, mask, max_gain=g)
+    np.testing.assert_allclose(same, METHODS[name](image, mask, image, mask), atol=1e-9)

@@ -119,14 +119,18 @@ def apply_region(
 # Reinhard: mean / std per channel in Lab
 
 
-def _reinhard_map(src: np.ndarray, sel: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def _limit(gain: np.ndarray | float, max_gain: float | None):
+    return gain if max_gain is None else np.clip(gain, 1.0 / max_gain, max_gain)
+
+
+def _reinhard_map(src: np.ndarray, sel: np.ndarray, ref: np.ndarray, max_gain: float | None = None) -> np.ndarray:
     from skimage import color
 
     src_lab = color.rgb2lab(src)
     ref_lab = color.rgb2lab(ref)
     mu_s, sd_s = src_lab[sel].mean(0), src_lab[sel].std(0)
     mu_r, sd_r = ref_lab.mean(0), ref_lab.std(0)
-    lab = (src_lab - mu_s) * (sd_r / np.maximum(sd_s, _EPS)) + mu_r
+    lab = (src_lab - mu_s) * _limit(sd_r / np.maximum(sd_s, _EPS), max_gain) + mu_r
     lab[:, 0] = np.clip(lab[:, 0], 0.0, 100.0)
     with warnings.catch_warnings():
         # Out-of-gamut Lab values are expected here; lab2rgb clips them (and says so).
@@ -141,6 +145,7 @@ def reinhard(
     reference: np.ndarray,
     reference_mask: np.ndarray,
     strength: float = 1.0,
+    max_gain: float | None = None,
 ) -> np.ndarray:
     """Reinhard colour transfer in CIE Lab (D65) inside ``mask``.
 
@@ -148,15 +153,20 @@ def reinhard(
     (h, w). Each Lab channel of the region is standardised with its own mean/std and rescaled to
     the reference region's mean/std: ``l' = (l - mu_s) * sd_r / sd_s + mu_r``. Returns a new
     (H, W, 3) array in [0, 1]; pixels with mask 0 are unchanged. Reference: Reinhard et al. 2001.
+    ``max_gain`` (None = exact transfer) bounds the scale ``sd_r / sd_s`` to
+    ``[1/max_gain, max_gain]``: a flat region matched to a varied one otherwise amplifies its noise.
     """
-    return apply_region("reinhard", _reinhard_map, image, mask, reference, reference_mask, strength)
+    fn = lambda s, m, r: _reinhard_map(s, m, r, max_gain)  # noqa: E731
+    return apply_region("reinhard", fn, image, mask, reference, reference_mask, strength)
 
 
 # --------------------------------------------------------------------------------------------
 # Histogram matching per RGB channel
 
 
-def _match_channel(values: np.ndarray, stats_values: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def _match_channel(
+    values: np.ndarray, stats_values: np.ndarray, ref: np.ndarray, max_gain: float | None = None
+) -> np.ndarray:
     # Quantile mapping as skimage.exposure.match_histograms does it (empirical CDF of the source
     # region, interpolated into the reference region's quantiles); values outside the statistics
     # set (soft edge pixels) are placed on the same CDF by interpolation.
@@ -165,12 +175,18 @@ def _match_channel(values: np.ndarray, stats_values: np.ndarray, ref: np.ndarray
     s_q = np.cumsum(s_counts) / stats_values.size
     r_q = np.cumsum(r_counts) / ref.size
     mapped_levels = np.interp(s_q, r_q, r_vals)
+    if max_gain is not None and len(s_vals) > 1:
+        # Slope-limited version of the same monotone map, shifted to keep its mean.
+        steps = np.minimum(np.diff(mapped_levels), max_gain * np.diff(s_vals))
+        limited = mapped_levels[0] + np.concatenate([[0.0], np.cumsum(steps)])
+        limited += np.sum(s_counts * (mapped_levels - limited)) / stats_values.size
+        mapped_levels = limited
     return np.interp(values, s_vals, mapped_levels)
 
 
-def _histogram_map(src: np.ndarray, sel: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def _histogram_map(src: np.ndarray, sel: np.ndarray, ref: np.ndarray, max_gain: float | None = None) -> np.ndarray:
     return np.stack(
-        [_match_channel(src[:, c], src[sel, c], ref[:, c]) for c in range(3)], axis=1
+        [_match_channel(src[:, c], src[sel, c], ref[:, c], max_gain) for c in range(3)], axis=1
     )
 
 
@@ -180,15 +196,17 @@ def histogram_match(
     reference: np.ndarray,
     reference_mask: np.ndarray,
     strength: float = 1.0,
+    max_gain: float | None = None,
 ) -> np.ndarray:
     """Per-channel (RGB) histogram matching of the ``mask`` region to the reference region.
 
     Shapes/ranges as :func:`reinhard`. With a binary mask the region's values equal
     ``skimage.exposure.match_histograms(region, reference_region, channel_axis=-1)``.
+    ``max_gain`` (None = exact) bounds the slope of each channel's map (then shifted to keep
+    its mean), so that a flat region's noise is not stretched into colour speckle.
     """
-    return apply_region(
-        "histogram_match", _histogram_map, image, mask, reference, reference_mask, strength
-    )
+    fn = lambda s, m, r: _histogram_map(s, m, r, max_gain)  # noqa: E731
+    return apply_region("histogram_match", fn, image, mask, reference, reference_mask, strength)
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,29 +214,39 @@ def histogram_match(
 
 
 def _sym_sqrt(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric square root and inverse square root of a PSD matrix (eigenvalues floored)."""
+    """Symmetric square root and inverse square root of a PSD matrix (negative round-off
+    eigenvalues set to 0; the inverse of a singular matrix is not used)."""
     w, v = np.linalg.eigh((c + c.T) / 2)
-    w = np.maximum(w, _EPS)
-    return (v * np.sqrt(w)) @ v.T, (v / np.sqrt(w)) @ v.T
+    w = np.maximum(w, 0.0)
+    root = np.sqrt(w)
+    inv = np.divide(1.0, root, out=np.zeros_like(root), where=root > 0)
+    return (v * root) @ v.T, (v * inv) @ v.T
+
+
+_MKL_REG = 1e-8  # added to both covariances (variance of 1e-4 in [0, 1] units, << one 8-bit level)
 
 
 def mkl_matrix(cov_source: np.ndarray, cov_target: np.ndarray) -> np.ndarray:
     """The linear Monge–Kantorovich map ``A`` with ``A @ cov_source @ A.T == cov_target``.
 
-    ``A = S^-1/2 (S^1/2 T S^1/2)^1/2 S^-1/2`` (symmetric positive definite), with ``S``, ``T``
-    3×3 covariances; a small floor on eigenvalues keeps flat regions finite.
+    ``A = S^-1/2 (S^1/2 T S^1/2)^1/2 S^-1/2`` (symmetric positive semi-definite), with ``S``,
+    ``T`` 3×3 covariances, each regularised by ``1e-8 * I`` so that a flat region stays finite.
     """
-    s_half, s_inv_half = _sym_sqrt(cov_source + _EPS * np.eye(3))
-    mid, _ = _sym_sqrt(s_half @ (cov_target + _EPS * np.eye(3)) @ s_half)
+    eye = _MKL_REG * np.eye(3)
+    s_half, s_inv_half = _sym_sqrt(cov_source + eye)
+    mid, _ = _sym_sqrt(s_half @ (cov_target + eye) @ s_half)
     return s_inv_half @ mid @ s_inv_half
 
 
-def _covariance_map(src: np.ndarray, sel: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def _covariance_map(src: np.ndarray, sel: np.ndarray, ref: np.ndarray, max_gain: float | None = None) -> np.ndarray:
     stats = src[sel]
     mu_s, mu_r = stats.mean(0), ref.mean(0)
     cov_s = np.cov(stats, rowvar=False, bias=True) if len(stats) > 1 else np.zeros((3, 3))
     cov_r = np.cov(ref, rowvar=False, bias=True) if len(ref) > 1 else np.zeros((3, 3))
     a = mkl_matrix(cov_s, cov_r)
+    if max_gain is not None:
+        w, v = np.linalg.eigh(a)
+        a = (v * _limit(w, max_gain)) @ v.T
     return (src - mu_s) @ a.T + mu_r
 
 
@@ -228,15 +256,16 @@ def covariance_transfer(
     reference: np.ndarray,
     reference_mask: np.ndarray,
     strength: float = 1.0,
+    max_gain: float | None = None,
 ) -> np.ndarray:
     """Linear Monge–Kantorovich colour transfer (mean + 3×3 RGB covariance) inside ``mask``.
 
     ``x' = A (x - mu_s) + mu_r`` with ``A`` from :func:`mkl_matrix`; shapes/ranges as
-    :func:`reinhard`. Reference: Pitié & Kokaram, CVMP 2007.
+    :func:`reinhard`. ``max_gain`` (None = exact) clips the eigenvalues of the symmetric ``A`` to
+    ``[1/max_gain, max_gain]``. Reference: Pitié & Kokaram, CVMP 2007.
     """
-    return apply_region(
-        "covariance_transfer", _covariance_map, image, mask, reference, reference_mask, strength
-    )
+    fn = lambda s, m, r: _covariance_map(s, m, r, max_gain)  # noqa: E731
+    return apply_region("covariance_transfer", fn, image, mask, reference, reference_mask, strength)
 
 
 METHODS: dict[str, Callable[..., np.ndarray]] = {
