@@ -449,18 +449,24 @@ def synthesize(
             for rel in lists["train"][families[0]][:preview]:
                 preview_pool[families[0]].append((rel, "", families[0]))
             order = [families[0]]
-        pos = Counter()
-        while len(rows) < preview and any(pos[f] < len(preview_pool[f]) for f in order):
+        used: set[str] = set()  # one row per source photo while unused photos remain
+        remaining = {f: list(preview_pool[f]) for f in order}
+        picks: list[tuple[str, str]] = []
+        while len(picks) < preview and any(remaining.values()):
             for f in order:
-                if len(rows) >= preview or pos[f] >= len(preview_pool[f]):
+                if len(picks) >= preview or not remaining[f]:
                     continue
-                rel = preview_pool[f][pos[f]][0]
-                pos[f] += 1
-                sub, _, fname = rel.split("/")
-                real_stem, mask_id, _ = fname.rsplit(".", 1)[0].rsplit("_", 2)
-                with Image.open(out / rel) as c, Image.open(out / sub / "real_images" / f"{real_stem}.jpg") as r, \
-                        Image.open(out / sub / "masks" / f"{real_stem}_{mask_id}.png") as m:
-                    rows.append((np.asarray(r.convert("RGB")), np.asarray(c.convert("RGB")), np.asarray(m.convert("L")) > 127, f))
+                fresh = [e for e in remaining[f] if e[1] not in used]
+                entry = fresh[0] if fresh else remaining[f][0]
+                remaining[f].remove(entry)
+                used.add(entry[1])
+                picks.append((entry[0], f))
+        for rel, f in picks:
+            sub, _, fname = rel.split("/")
+            real_stem, mask_id, _ = fname.rsplit(".", 1)[0].rsplit("_", 2)
+            with Image.open(out / rel) as c, Image.open(out / sub / "real_images" / f"{real_stem}.jpg") as r, \
+                    Image.open(out / sub / "masks" / f"{real_stem}_{mask_id}.png") as m:
+                rows.append((np.asarray(r.convert("RGB")), np.asarray(c.convert("RGB")), np.asarray(m.convert("L")) > 127, f))
         if rows:
             atomic_save_image(preview_grid(rows), out / "preview.png", format="PNG")
     if empty_splits:
