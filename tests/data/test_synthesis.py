@@ -175,3 +175,26 @@ def test_lalonde_folder_with_masks(tmp_path):
     assert (out / sub / "real_images" / f"{stem}.jpg").read_bytes() == (src_i / f"{stem}.jpg").read_bytes()
     src_mask = np.asarray(Image.open(src_m / f"{stem}.png").convert("L")) > 127
     assert np.array_equal(np.asarray(Image.open(out / sub / "masks" / f"{stem}_1.png")) > 127, src_mask)
+
+
+def test_cutout_alpha_shapes_as_masks(tmp_path):
+    img_dir, cut_dir = tmp_path / "imgs", tmp_path / "cutouts"
+    img_dir.mkdir(), cut_dir.mkdir()
+    for p in procedural_photos(4, 80, seed=12):
+        Image.fromarray(p.image).save(img_dir / f"{p.stem}.jpg", quality=95)
+    for i, (h, w) in enumerate([(30, 20), (25, 40)]):
+        rgba = np.zeros((h + 10, w + 10, 4), np.uint8)
+        rgba[5:-5, 5:-5] = (200, 50, 50, 255)  # an opaque rectangle inside a transparent border
+        Image.fromarray(rgba, "RGBA").save(cut_dir / f"c{i}.png")
+    summary = synthesize(tmp_path / "o", img_dir, cutouts=cut_dir, families=("retouch", "illumination"),
+                         n_test_photos=1, mask_ratio=(0.1, 0.3), progress=False, metrics=False,
+                         keep_rejected=True)
+    assert summary["settings"]["mask_source"] == "cutouts"
+    assert set(summary["counts"]["train"]) == {"retouch", "illumination", "all"}
+    for _, _, mask, _ in _triplets(tmp_path / "o", "train"):
+        ys, xs = np.nonzero(mask)
+        # an axis-aligned rectangle (the cut-out's alpha) of about the requested area
+        assert mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()
+        assert 0.08 < mask.mean() < 0.32
+    with pytest.raises(InputError, match="no cut-outs"):
+        synthesize(tmp_path / "o2", img_dir, cutouts=img_dir.parent / "imgs", progress=False)

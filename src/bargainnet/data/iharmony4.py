@@ -209,6 +209,7 @@ def check_triplets(
 
 
 _PROBLEM_TEXT = {
+    "malformed": "list lines are not <Sub>/composite_images/<real>_<maskid>_<k>.<ext>",
     "missing": "list entries point to missing files",
     "unreadable": "items have files that cannot be read as images",
     "size_mismatch": "items have composite/mask/real of different sizes",
@@ -284,7 +285,6 @@ class IHarmony4Dataset(torch.utils.data.Dataset):
         problems = {"malformed": malformed, **check_triplets(self.root, triplets, level, known, threads)}
         where = f"{self.root} ({split})"
         if any(problems.values()):
-            _PROBLEM_TEXT.setdefault("malformed", "list lines are not <Sub>/composite_images/<real>_<maskid>_<k>.<ext>")
             text = describe_problems(problems, where)
             if not skip_bad:
                 raise InputError(text + "\n(pass skip_bad=True / --skip-bad to skip these items)")
