@@ -92,3 +92,14 @@ def test_downscaled_content_matches_reference(tiny):
     with Image.open(ds.source_paths(0)[2]) as im:
         got = np.asarray(im.convert("RGB"), np.float64)
     assert np.abs(got - ref).mean() < 2.0
+
+
+def test_empty_mask_named_or_skipped(tiny):
+    name = (tiny / "IHD_train.txt").read_text().split()[0]
+    from bargainnet.data.iharmony4 import triplet_from_name
+
+    Image.fromarray(np.zeros((160, 160), np.uint8)).save(tiny / triplet_from_name(name).mask)
+    with pytest.raises(InputError, match=f"item {name}: empty mask"):
+        build_cache(tiny, short_side=96, progress=False)
+    r = build_cache(tiny, short_side=96, skip_bad=True, progress=False)
+    assert r["items"] == 5 and [n for n, _ in r["skipped"]] == [name]

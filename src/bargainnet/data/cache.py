@@ -254,7 +254,7 @@ def build_cache(
         for done, errors in pool.map(run_group, groups.values()):
             for name, entry in done:
                 if entry[2] <= 0:
-                    errors.append((name, "empty mask"))
+                    errors.append((name, f"item {name}: empty mask (no pixel > 127)"))
                     continue
                 index.items[name] = entry
                 added += 1
