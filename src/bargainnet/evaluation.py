@@ -490,14 +490,17 @@ def _plot(result: EvaluationResult, summary: dict[str, Any], path: Path) -> None
         y = np.array([r["fmse"] for r in rows])
         c = colors[i % len(colors)]
         ax.scatter(x, np.maximum(y, 1e-2), s=8, alpha=0.35, color=c)
-        means = [summary[method.key]["ratio_bins"][label]["fmse"] for label, _, _ in RATIO_BINS]
-        centres = [(lo + hi) / 2 for _, lo, hi in RATIO_BINS]
-        ax.plot(centres, means, "-o", color=c, label=f"{method.label} (bin means)")
+        # each bin's mean fMSE, drawn at the mean foreground ratio of its images
+        pts = [(x[[ratio_bin(v) == label for v in x]].mean(), summary[method.key]["ratio_bins"][label]["fmse"])
+               for label, _, _ in RATIO_BINS if any(ratio_bin(v) == label for v in x)]
+        if pts:
+            ax.plot(*zip(*pts), "-o", color=c, label=f"{method.label} (bin means)")
     for e in edges[1:-1]:
         ax.axvline(e, color="0.7", lw=0.8, ls="--")
-    ax.set_xscale("symlog", linthresh=1.0)
+    ratios = [r["fg_ratio"] for r in result.records if r["fg_ratio"] > 0]
+    ax.set_xscale("log")
+    ax.set_xlim(max(0.05, min(ratios, default=1.0) / 1.5), 100)
     ax.set_yscale("log")
-    ax.set_xlim(0, 100)
     ax.set_xlabel("foreground ratio (%)")
     ax.set_ylabel("fMSE (per image)")
     ax.set_title(f"fMSE vs foreground ratio — protocol '{result.protocol}', split '{result.split}'")
