@@ -163,3 +163,22 @@ def test_summarize_bins_and_non_finite_values():
                                    "psnr_pos_inf": 1, "psnr_neg_inf": 1, "fmse_nan": 1}
     assert s["ratio_bins"]["0-5%"]["n"] == 1 and s["ratio_bins"]["5-15%"]["n"] == 2
     assert s["ratio_bins"]["5-15%"]["mse"] == 5.0 and s["ratio_bins"]["15-100%"]["n"] == 1
+
+
+def test_train_mode_runs_each_image_with_its_own_batchnorm_statistics(tiny_root):
+    # --model-mode train reproduces the published test.py: BatchNorm in train mode sees one image
+    from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
+
+    torch.manual_seed(0)
+    model = BargainNet(BargainNetConfig(ngf=4, num_downs=5, code_dim=8, use_dropout=False))
+    data = evaluation.load_dataset(tiny_root, "test", size=SIZE)
+    comp = torch.stack([data[i]["composite"] for i in range(3)])
+    mask = torch.stack([data[i]["mask"] for i in range(3)])
+    method = evaluation.model_method(model, mode="train")
+    out = method.run(comp, mask)
+    model.train()
+    with torch.no_grad():
+        ref = model(comp[1:2], mask[1:2])
+    torch.testing.assert_close(out[1:2], ref)
+    eval_out = evaluation.model_method(model, mode="eval").run(comp, mask)
+    assert not torch.allclose(out, eval_out)
