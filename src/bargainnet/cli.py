@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "data": "data",
     "score": "score",
     "analyze": "analyze",
+    "train": "train",
+    "export-weights": "export_weights",
 }
 
 

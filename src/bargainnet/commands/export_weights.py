@@ -1,0 +1,65 @@
+"""``bargainnet export-weights``: a training run or checkpoint -> one self-describing .safetensors file.
+
+    bargainnet export-weights runs/cpu_small -o model.safetensors          # the run's last.ckpt
+    bargainnet export-weights runs/cpu_small/step00004000.ckpt -o m.safetensors --fp16
+
+The file holds the model configuration in its metadata (``bargainnet.models.convert.load_weights``
+needs nothing else), plus the training step, the source checkpoint and the training data folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "write a training run's (or checkpoint's) model as a self-describing .safetensors weights file"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="RUN_OR_CKPT", help="run folder (uses its last.ckpt) or a .ckpt file")
+    parser.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    parser.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from ..errors import InputError, OutputError
+    from ..models.convert import save_weights
+    from ..training import LAST, find_checkpoints, model_from_checkpoint, read_checkpoint
+
+    source = Path(args.source)
+    if source.is_dir():
+        ckpt = source / LAST
+        if not ckpt.is_file():
+            found = find_checkpoints(source)
+            if not found:
+                raise InputError(f"{source} holds no checkpoint ({LAST} or step*.ckpt)")
+            ckpt = found[-1]
+    else:
+        ckpt = source
+    out = Path(args.output)
+    if out.exists() and out.resolve() == ckpt.resolve():
+        raise OutputError(f"output {out} would overwrite the input checkpoint")
+    if out.suffix != ".safetensors":
+        raise OutputError(f"output {out} should end in .safetensors")
+    step = read_checkpoint(ckpt).get("global_step", "?")
+    model = model_from_checkpoint(ckpt)
+    info = {"source": f"{ckpt.name} (training step {step})", "training_step": str(step)}
+    run_record = ckpt.parent / "run.yaml"
+    if run_record.is_file():
+        import yaml
+
+        try:
+            runs = yaml.safe_load(run_record.read_text()) or []
+            first = runs[0] if isinstance(runs, list) and runs else {}
+            data = first.get("data_root") or first.get("stream_images")
+            if data:
+                info["trained_on"] = str(data)
+        except (yaml.YAMLError, AttributeError):
+            pass
+    save_weights(model, out, dtype=torch.float16 if args.fp16 else None, **info)
+    counts = model.num_parameters()
+    print(f"wrote {out} (step {step}; {model.config.to_dict()}; G {counts['generator']:,} + E {counts['encoder']:,} parameters)")
+    return 0

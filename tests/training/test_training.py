@@ -1,0 +1,237 @@
+"""Lightning training on a tiny synthesized set: learning, run folder, exact resume, NaN stop,
+ablations, schedules (bargainnet.training)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bargainnet.config import load_config
+from bargainnet.errors import OutputError
+from bargainnet.models.bargainnet import BargainNet
+from bargainnet.training import (
+    NonFiniteLossError,
+    PositionDataset,
+    PositionSampler,
+    checkpoint_config,
+    lr_factor,
+    model_from_checkpoint,
+    read_checkpoint,
+    train,
+)
+from tests.conftest import REPO
+
+CONFIGS = REPO / "configs"
+QUIET = dict(progress_bar=False, loggers=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    from bargainnet.data.synthesis import make_tiny_dataset
+
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny"), n_train=8, n_test=4, size=64, seed=0)
+
+
+def tiny(*overrides):
+    return load_config(CONFIGS / "tiny.yaml", list(overrides))
+
+
+class Recorder(L.Callback):
+    """(global step before the step, loss) of every training step."""
+
+    def __init__(self):
+        self.steps, self.losses = [], []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.steps.append(trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_root, tmp_path_factory):
+    """The tiny configuration as shipped: 30 steps, checkpoints and validation every 15."""
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    rec = Recorder()
+    cfg = tiny()
+    result = train(cfg, out, data_root=tiny_root, callbacks=[rec], progress_bar=False)
+    return out, rec, cfg, result
+
+
+def test_tiny_configuration_learns(tiny_run):
+    _, rec, cfg, result = tiny_run
+    assert rec.steps == list(range(cfg.trainer.max_steps)) and result.global_step == cfg.trainer.max_steps
+    first, last = np.mean(rec.losses[:5]), np.mean(rec.losses[-5:])
+    assert all(math.isfinite(x) for x in rec.losses)
+    assert last < 0.9 * first, (first, last, rec.losses)
+
+
+def test_run_folder_layout(tiny_run):
+    out, _, cfg, result = tiny_run
+    assert sorted(p.name for p in out.glob("*.ckpt")) == ["last.ckpt", "step00000015.ckpt", "step00000030.ckpt"]
+    assert result.last_checkpoint == out / "last.ckpt"
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.ckpt.*"))
+    assert load_config(out / "config.yaml") == cfg  # resolved configuration beside the checkpoints
+    assert checkpoint_config(out / "last.ckpt") == cfg
+    assert read_checkpoint(out / "last.ckpt")["global_step"] == 30
+    run = (out / "run.yaml").read_text()
+    assert "data_root" in run and "torch" in run
+    # validation grids: one row per sample, columns composite | mask | output | harmonized | real
+    for step in (15, 30):
+        with Image.open(out / "images" / f"val_step{step:08d}.png") as im:
+            assert im.size == (5 * 66 + 2, 4 * 66 + 2)
+    # every loss term and the validation metrics are in the CSV log
+    rows = list(csv.DictReader(open(out / "logs" / "version_0" / "metrics.csv")))
+    columns = set(rows[0])
+    for key in ("train/l1", "train/triplet_background", "train/triplet_foreground", "train/loss",
+                "val/mse", "val/psnr", "val/fmse", "val/input_mse", "val/mse_ratio", "val/mse_composited"):
+        assert key in columns, key
+    val = [r for r in rows if r["val/mse"]]
+    assert len(val) == 2 and all(float(r["val/input_mse"]) > 0 for r in val)
+
+
+def test_validation_metrics_agree_with_bargainnet_metrics(tiny_run, tiny_root):
+    """val/mse of the last validation = mean per-image published MSE of the checkpoint's output."""
+    from bargainnet.data.iharmony4 import IHarmony4Dataset
+    from bargainnet.data.transforms import test_transform
+    from bargainnet.metrics import image_metrics
+
+    out, _, cfg, result = tiny_run
+    model = model_from_checkpoint(out / "last.ckpt")
+    ds = IHarmony4Dataset(tiny_root, "test", transform=test_transform(64), cache=None)
+    per = []
+    with torch.no_grad():
+        for item in ds:
+            o = model(item["composite"][None], item["mask"][None])[0]
+            per.append(image_metrics(o, item["real"], item["mask"], "published")["mse"])
+    assert result.metrics["val/mse"] == pytest.approx(np.mean(per), rel=1e-4)
+
+
+def test_resume_continues_the_step_count_and_reproduces_the_losses(tiny_root, tmp_path):
+    cfg = tiny("trainer.max_steps=8", "trainer.ckpt_every_n_steps=4", "trainer.val_every_n_steps=4",
+               "trainer.deterministic=true", "trainer.keep_last_k=1", "data.batch_size=2")
+    whole = Recorder()
+    train(cfg, tmp_path / "whole", data_root=tiny_root, callbacks=[whole], **QUIET)
+
+    first = Recorder()
+    train(tiny("trainer.max_steps=4", "trainer.ckpt_every_n_steps=4", "trainer.val_every_n_steps=4",
+               "trainer.deterministic=true", "trainer.keep_last_k=1", "data.batch_size=2"),
+          tmp_path / "split", data_root=tiny_root, callbacks=[first], **QUIET)
+    assert first.steps == [0, 1, 2, 3]
+    with pytest.raises(OutputError, match="--resume auto"):
+        train(cfg, tmp_path / "split", data_root=tiny_root, **QUIET)
+    second = Recorder()
+    result = train(cfg, tmp_path / "split", data_root=tiny_root, resume="auto", callbacks=[second], **QUIET)
+
+    assert second.steps == [4, 5, 6, 7] and result.global_step == 8
+    assert first.losses + second.losses == whole.losses  # bit-identical on one machine
+    a = model_from_checkpoint(tmp_path / "whole" / "last.ckpt").state_dict()
+    b = model_from_checkpoint(tmp_path / "split" / "last.ckpt").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # keep_last_k=1: the step-4 checkpoint was replaced by step 8
+    assert sorted(p.name for p in (tmp_path / "split").glob("*.ckpt")) == ["last.ckpt", "step00000008.ckpt"]
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after the run
+
+
+def test_resume_auto_in_an_empty_folder_starts_fresh(tiny_root, tmp_path):
+    rec = Recorder()
+    train(tiny("trainer.max_steps=1", "trainer.val_every_n_steps=0", "data.batch_size=2"), tmp_path / "r",
+          data_root=tiny_root, resume="auto", callbacks=[rec], **QUIET)
+    assert rec.steps == [0]
+
+
+class Poison(L.Callback):
+    """Make the model produce NaN (weights) or NaN gradients from step ``at`` on."""
+
+    def __init__(self, at: int, where: str):
+        self.at, self.where = at, where
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step != self.at:
+            return
+        p = next(pl_module.model.generator.parameters())
+        if self.where == "weights":
+            with torch.no_grad():
+                p.fill_(float("nan"))
+        else:
+            p.register_hook(lambda g: g * float("nan"))
+
+
+@pytest.mark.parametrize("where, words", [("weights", "the loss is not finite"), ("gradients", "gradient norm is nan")])
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_root, tmp_path, where, words):
+    cfg = tiny("trainer.max_steps=10", "trainer.ckpt_every_n_steps=2", "trainer.val_every_n_steps=0",
+               "trainer.keep_last_k=-1", "data.batch_size=2")
+    with pytest.raises(NonFiniteLossError) as err:
+        train(cfg, tmp_path, data_root=tiny_root, callbacks=[Poison(3, where)], **QUIET)
+    message = str(err.value)
+    assert words in message and "step 4" in message and "last.ckpt" in message and "--resume auto" in message
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["last.ckpt", "step00000002.ckpt"]
+    ckpt = read_checkpoint(tmp_path / "last.ckpt")
+    assert ckpt["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+ABLATIONS = sorted(CONFIGS.glob("ablation_*.yaml"))
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.stem)
+def test_each_ablation_builds_and_runs_a_step(path, tiny_root, tmp_path):
+    full = load_config(path)
+    counts = BargainNet(full.model).num_parameters()  # the full-size model builds
+    assert counts["encoder"] == 3_919_376
+    if path.stem == "ablation_3_full":
+        assert counts["generator"] == 54_776_324  # DESIGN §1
+    small = load_config(path, ["model.ngf=8", "model.num_downs=5", "model.code_dim=8", "data.size=64",
+                               "data.batch_size=2", "data.num_workers=0", "trainer.max_steps=1",
+                               "trainer.val_every_n_steps=0", "trainer.accelerator=cpu", "trainer.devices=1"])
+    torch.manual_seed(0)
+    before = BargainNet(small.model).state_dict()  # train() seeds with trainer.seed: same init
+    rec = Recorder()
+    train(small, tmp_path, data_root=tiny_root, callbacks=[rec], **QUIET)
+    assert rec.steps == [0] and math.isfinite(rec.losses[0])
+    after = model_from_checkpoint(tmp_path / "last.ckpt").state_dict()
+    changed = {k.split(".")[0] for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])}
+    uses_encoder = small.model.use_code or small.loss.background_triplet or small.loss.foreground_triplet
+    assert changed == ({"generator", "encoder"} if uses_encoder else {"generator"})
+
+
+def test_training_stream_is_a_function_of_the_position(tiny_root):
+    """Items depend on (seed, position) only — the basis of exact resume."""
+    from bargainnet.data.iharmony4 import IHarmony4Dataset
+    from bargainnet.data.transforms import train_transform
+
+    t = train_transform(64)
+    ds = PositionDataset(IHarmony4Dataset(tiny_root, "train", transform=t), t, seed=3)
+    again = PositionDataset(IHarmony4Dataset(tiny_root, "train", transform=t), t, seed=3)
+    for pos in (0, 5, 13, 21):
+        a, b = ds[pos], again[pos]
+        assert a["name"] == b["name"] and torch.equal(a["composite"], b["composite"]) and torch.equal(a["mask"], b["mask"])
+    n = len(ds.source)
+    assert sorted(ds[p]["name"] for p in range(n)) == sorted(t.name for t in ds.source.items)  # an epoch = a permutation
+    # the sampler gives each rank its own slice of every step, from the restored step on
+    s0 = PositionSampler(2, rank=0, world=2, start_step=lambda: 3)
+    s1 = PositionSampler(2, rank=1, world=2, start_step=lambda: 3)
+    it0, it1 = iter(s0), iter(s1)
+    assert [next(it0) for _ in range(4)] == [12, 13, 16, 17]
+    assert [next(it1) for _ in range(4)] == [14, 15, 18, 19]
+
+
+def test_learning_rate_schedules():
+    o = load_config(None, ["optim.schedule=cosine", "optim.warmup_steps=10", "optim.min_lr_ratio=0.1"]).optim
+    assert lr_factor(0, o, 110) == pytest.approx(0.1)
+    assert lr_factor(9, o, 110) == pytest.approx(1.0)
+    assert lr_factor(60, o, 110) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(110, o, 110) == pytest.approx(0.1)
+    o = load_config(None, ["optim.schedule=linear", "optim.decay_start=0.5"]).optim
+    assert [lr_factor(s, o, 100) for s in (0, 49, 50, 75, 100)] == pytest.approx([1, 1, 1, 0.5, 0])
+    o = load_config(None, ["optim.schedule=step", "optim.milestones=[10, 20]", "optim.gamma=0.5"]).optim
+    assert [lr_factor(s, o, 100) for s in (9, 10, 19, 20)] == pytest.approx([1, 0.5, 0.5, 0.25])
+    o = load_config(None).optim
+    assert lr_factor(12345, o, 100) == 1.0  # published: constant
