@@ -788,6 +788,8 @@ def train(
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*train_dataloader.*has no .*__len__.*")
             warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+            # validation metrics are reduced across ranks by torchmetrics before they are logged
+            warnings.filterwarnings("ignore", message=r".*It is recommended to use `self.log\('val/.*sync_dist=True.*")
             trainer.fit(module, datamodule=data, ckpt_path=str(resume_path) if resume_path is not None else None)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)

@@ -1,0 +1,103 @@
+"""``bargainnet train`` and ``bargainnet export-weights`` through the CLI, and DDP on 2 CPU processes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bargainnet.cli import main
+from bargainnet.models.convert import load_weights, read_metadata
+from bargainnet.training import model_from_checkpoint, read_checkpoint
+from tests.conftest import REPO
+
+TINY = str(REPO / "configs" / "tiny.yaml")
+FAST = ["--no-progress", "trainer.val_every_n_steps=0", "data.batch_size=2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    from bargainnet.data.synthesis import make_tiny_dataset
+
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny"), n_train=8, n_test=4, size=64, seed=0)
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--config", TINY, "--data", str(tiny_root), "--out", str(out), *FAST, "trainer.max_steps=2"]) == 0
+    return out
+
+
+def test_train_then_resume_without_config(cli_run, tiny_root):
+    assert read_checkpoint(cli_run / "last.ckpt")["global_step"] == 2
+    # `--resume` takes the configuration from the checkpoint; a following override is not a path
+    assert main(["train", "--out", str(cli_run), "--data", str(tiny_root), "--no-progress", "--resume", "trainer.max_steps=3"]) == 0
+    assert read_checkpoint(cli_run / "last.ckpt")["global_step"] == 3
+
+
+def test_export_weights_round_trip(cli_run, tmp_path):
+    out = tmp_path / "model.safetensors"
+    assert main(["export-weights", str(cli_run), "-o", str(out)]) == 0
+    exported = load_weights(out)
+    reference = model_from_checkpoint(cli_run / "last.ckpt")
+    meta = read_metadata(out)
+    assert meta["training_step"] == str(read_checkpoint(cli_run / "last.ckpt")["global_step"])
+    assert "trained_on" in meta
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    m = (torch.rand(2, 1, 64, 64, generator=g) > 0.5).float()
+    with torch.no_grad():
+        assert torch.equal(exported(x, m), reference(x, m))
+    half = tmp_path / "half.safetensors"
+    assert main(["export-weights", str(cli_run / "last.ckpt"), "-o", str(half), "--fp16"]) == 0
+    assert half.stat().st_size < 0.6 * out.stat().st_size
+    with torch.no_grad():
+        assert torch.allclose(load_weights(half)(x, m), reference(x, m), atol=2e-2)
+
+
+def test_cli_errors(cli_run, tiny_root, tmp_path, capsys):
+    assert main(["train", "--config", TINY, "--out", str(tmp_path / "x"), *FAST]) == 3
+    assert "no training data" in capsys.readouterr().err
+    assert main(["train", "--config", TINY, "--data", str(tiny_root), "--out", str(cli_run), *FAST]) == 4
+    assert "--resume auto" in capsys.readouterr().err
+    assert main(["train", "--config", TINY, "--data", str(tiny_root), "--out", str(tmp_path / "y"), "loss.margn=2"]) == 3
+    assert "did you mean 'loss.margin'" in capsys.readouterr().err
+    assert main(["train", "--config", TINY, "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "z"), *FAST]) == 3
+    assert "not found" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "empty"), "--data", str(tiny_root), "--resume", "auto"]) == 3
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["export-weights", str(tmp_path), "-o", str(tmp_path / "w.safetensors")]) == 3
+    assert "no checkpoint" in capsys.readouterr().err
+    assert main(["export-weights", str(cli_run), "-o", str(tmp_path / "w.bin")]) == 4
+
+
+def _expected_input_mse(root) -> float:
+    from bargainnet.data.iharmony4 import IHarmony4Dataset
+    from bargainnet.data.transforms import test_transform
+    from bargainnet.metrics import image_metrics
+
+    ds = IHarmony4Dataset(root, "test", transform=test_transform(64), cache=None)
+    return float(np.mean([image_metrics(it["composite"], it["real"], it["mask"], "published")["mse"] for it in ds]))
+
+
+def test_ddp_two_cpu_processes(tiny_root, tmp_path):
+    """Lightning DDP (gloo) with 2 CPU processes: the launcher re-runs the command per rank; the
+    validation metrics are reduced over both ranks' halves of the test split (~10 s here)."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + str(REPO)}
+    cmd = [sys.executable, "-m", "bargainnet.cli", "train", "--config", TINY, "--data", str(tiny_root),
+           "--out", str(out), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--no-progress",
+           "trainer.max_steps=2", "trainer.val_every_n_steps=2", "trainer.ckpt_every_n_steps=2", "data.batch_size=2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = read_checkpoint(out / "last.ckpt")
+    assert ckpt["global_step"] == 2
+    assert "world_size: 2" in (out / "run.yaml").read_text()
+    rows = [r for r in csv.DictReader(open(out / "logs" / "version_0" / "metrics.csv")) if r.get("val/input_mse")]
+    assert float(rows[-1]["val/input_mse"]) == pytest.approx(_expected_input_mse(tiny_root), rel=1e-5)
