@@ -30,7 +30,7 @@ from PIL import Image
 #: Default window radius in low-resolution pixels, and regularisation (images in [0, 1]).
 #: Chosen with benchmarks/lifting_quality.py (docs/benchmarks.md).
 DEFAULT_RADIUS = 4
-DEFAULT_EPS = 1e-3
+DEFAULT_EPS = 1e-4
 _ROWS_PER_STRIP = 256
 
 
