@@ -53,6 +53,14 @@ def make_inputs(folder: Path, photo: Path | None) -> None:
 
 
 def _peak_mib() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    from the parent across fork + exec, VmHWM belongs to the process's own address space."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -173,7 +181,8 @@ def main(argv=None) -> int:
         export_onnx(_model(args), Path(tmp) / "model.onnx")
         print(f"machine: {platform.machine()} {os.cpu_count()} CPUs ({args.threads} threads), "
               f"Python {platform.python_version()}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
-        print(f"model: {'weights ' + args.weights if args.weights else f'BargainNet(ngf={args.ngf}) random init'}\n")
+        print(f"model: {'weights ' + args.weights if args.weights else f'BargainNet(ngf={args.ngf}) random init'}; "
+              f"load average at start {os.getloadavg()[0]:.2f} (other processes share these cores)\n")
         print("| composite | backend | end to end (s) | read | network | lifting | write | peak RSS (MiB) | RSS after model load |")
         print("|---|---|---|---|---|---|---|---|---|")
         for case in CASES:
@@ -186,6 +195,7 @@ def main(argv=None) -> int:
         for backend in ("pytorch", "onnxruntime"):
             r = _spawn(["--child", "net", "--backend", backend, "--repeats", str(args.net_repeats)], args)
             print(f"| {backend} | {r['ms']:.1f} | {r['min_ms']:.1f} |", flush=True)
+        print(f"\nload average at end {os.getloadavg()[0]:.2f}")
     return 0
 
 

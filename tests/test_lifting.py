@@ -136,3 +136,16 @@ def test_bad_shapes():
         lifting.fit_local_affine(np.zeros((4, 4, 3)), np.zeros((4, 4, 3)), np.ones((4, 5)))
     with pytest.raises(ValueError, match="zero everywhere"):
         lifting.fit_local_affine(np.zeros((4, 4, 3)), np.zeros((4, 4, 3)), np.zeros((4, 4)))
+
+
+def test_region_crop_equals_full_computation():
+    rng = np.random.default_rng(7)
+    guide = rng.random((32, 32, 3))
+    target = np.clip(guide * 0.8 + 0.1 + rng.normal(0, 0.02, guide.shape), 0, 1)
+    full = rng.random((150, 170, 3)).astype(np.float32)
+    region = np.zeros((150, 170), bool)
+    region[37:101, 55:160] = True
+    whole = lifting.lift(guide, target, np.ones((32, 32)), full)
+    cropped = lifting.lift(guide, target, np.ones((32, 32)), full, region=region)
+    np.testing.assert_allclose(cropped[region], whole[region], atol=1e-6)
+    np.testing.assert_array_equal(cropped[~region], full[~region])  # the region is its own bounding box

@@ -429,7 +429,9 @@ class Harmonizer:
             else:
                 weight = np.where(item.mask_low, 0.0, 1.0 - item.weight_low)
             if self.method == "lift":
-                new = lifting.lift(item.composite_low, output_low, weight, item.guide, radius=self.radius, eps=self.eps)
+                changed = region if item.blend is None or target != "foreground" else item.blend > 0
+                new = lifting.lift(item.composite_low, output_low, weight, item.guide, radius=self.radius,
+                                   eps=self.eps, region=changed)
             else:
                 new = lifting.upsample(output_low, image.size)
             if item.blend is not None and target == "foreground":

@@ -31,7 +31,7 @@ from PIL import Image
 #: Chosen with benchmarks/lifting_quality.py (docs/benchmarks.md).
 DEFAULT_RADIUS = 4
 DEFAULT_EPS = 1e-4
-_ROWS_PER_STRIP = 256
+_ROWS_PER_STRIP = 128
 
 
 def resize_float(image: np.ndarray, size: tuple[int, int], resample=Image.BILINEAR) -> np.ndarray:
@@ -170,32 +170,49 @@ def _interp_weights(n_out: int, n_in: int):
     return i0, i1, frac
 
 
-def apply_affine(coeffs: np.ndarray, image: np.ndarray, *, rows_per_strip: int = _ROWS_PER_STRIP) -> np.ndarray:
+def apply_affine(
+    coeffs: np.ndarray,
+    image: np.ndarray,
+    *,
+    rows_per_strip: int = _ROWS_PER_STRIP,
+    full_shape: tuple[int, int] | None = None,
+    offset: tuple[int, int] = (0, 0),
+) -> np.ndarray:
     """Upsample the coefficient maps bilinearly to the image's size and apply them.
 
     Args:
         coeffs: float (h, w, 3, 4) from :func:`fit_local_affine`.
-        image: float (H, W, 3) in [0, 1], the full-resolution guide (composite).
+        image: float (H, W, 3) in [0, 1], the full-resolution guide (composite), or a crop of it
+            whose top-left corner is at ``offset`` = (row, column) of an image of ``full_shape``.
 
     Returns:
-        float32 (H, W, 3), clipped to [0, 1]. Memory: one strip of rows at a time.
+        float32 of ``image``'s shape, clipped to [0, 1]. Memory: one strip of rows at a time.
     """
     height, width = image.shape[:2]
+    full_h, full_w = full_shape or (height, width)
+    oy, ox = offset
     h, w = coeffs.shape[:2]
-    flat = coeffs.reshape(h, w, 12).astype(np.float32)
-    y0, y1, fy = _interp_weights(height, h)
-    x0, x1, fx = _interp_weights(width, w)
-    fx = fx[None, :, None]
+    # (12, h, w): one plane per coefficient, so every step below works on contiguous planes.
+    planes = np.ascontiguousarray(coeffs.reshape(h, w, 12).transpose(2, 0, 1), dtype=np.float32)
+    y0, y1, fy = (a[oy : oy + height] for a in _interp_weights(full_h, h))
+    x0, x1, fx = (a[ox : ox + width] for a in _interp_weights(full_w, w))
     out = np.empty((height, width, 3), dtype=np.float32)
     for start in range(0, height, rows_per_strip):
         stop = min(start + rows_per_strip, height)
-        wy = fy[start:stop, None, None]
-        rows = flat[y0[start:stop]] * (1 - wy) + flat[y1[start:stop]] * wy  # (s, w, 12)
-        strip = rows[:, x0] * (1 - fx) + rows[:, x1] * fx  # (s, W, 12)
-        strip = strip.reshape(stop - start, width, 3, 4)
-        pix = image[start:stop].astype(np.float32)
-        res = np.einsum("swij,swj->swi", strip[..., :3], pix) + strip[..., 3]
-        out[start:stop] = np.clip(res, 0.0, 1.0)
+        wy = fy[start:stop, None]
+        rows = planes[:, y0[start:stop]] * (1 - wy) + planes[:, y1[start:stop]] * wy  # (12, s, w)
+        coef = np.take(rows, x0, axis=2)  # (12, s, W)
+        slope = np.take(rows, x1, axis=2)
+        slope -= coef
+        slope *= fx
+        coef += slope
+        pix = image[start:stop].astype(np.float32, copy=False)
+        for i in range(3):
+            acc = coef[4 * i + 3].copy()
+            for j in range(3):
+                acc += coef[4 * i + j] * pix[..., j]
+            np.clip(acc, 0.0, 1.0, out=acc)
+            out[start:stop, :, i] = acc
     return out
 
 
@@ -207,6 +224,7 @@ def lift(
     *,
     radius: int = DEFAULT_RADIUS,
     eps: float = DEFAULT_EPS,
+    region: np.ndarray | None = None,
 ) -> np.ndarray:
     """Carry the low-resolution colour change over to a full-resolution image.
 
@@ -216,14 +234,27 @@ def lift(
         weight_low: foreground weight (h, w) in [0, 1] (area coverage of the full-res mask).
         guide_full: the full-resolution image to recolour (the composite, or in paste mode the
             cut-out layer), float (H, W, 3) in [0, 1].
+        region: optional bool (H, W): the transform is computed only inside this region's
+            bounding box (the rest is a copy of ``guide_full``), which saves most of the time
+            when the foreground is small.
 
     Returns:
-        float32 (H, W, 3) in [0, 1]: ``guide_full`` with the fitted transform applied everywhere.
-        Composite it with the full-resolution mask (:func:`composite_foreground`) so the
-        background stays bit-identical.
+        float32 (H, W, 3) in [0, 1]: ``guide_full`` with the fitted transform applied (everywhere,
+        or inside ``region``'s bounding box). Composite it with the full-resolution mask
+        (:func:`composite_foreground`) so the background stays bit-identical.
     """
     coeffs = fit_local_affine(composite_low, output_low, weight_low, radius=radius, eps=eps)
-    return apply_affine(coeffs, guide_full)
+    if region is None:
+        return apply_affine(coeffs, guide_full)
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    out = np.array(guide_full, dtype=np.float32, copy=True)
+    if len(rows) == 0:
+        return out
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    out[r0:r1, c0:c1] = apply_affine(
+        coeffs, guide_full[r0:r1, c0:c1], full_shape=guide_full.shape[:2], offset=(r0, c0)
+    )
+    return out
 
 
 def upsample(output_low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
