@@ -182,3 +182,23 @@ def test_train_mode_runs_each_image_with_its_own_batchnorm_statistics(tiny_root)
     torch.testing.assert_close(out[1:2], ref)
     eval_out = evaluation.model_method(model, mode="eval").run(comp, mask)
     assert not torch.allclose(out, eval_out)
+
+
+def test_model_run_at_a_working_size_is_lifted_and_keeps_the_background(tmp_path):
+    """--model-size: the network runs at 64 px, its colour change is lifted to 128 px."""
+    import torch
+
+    from bargainnet.evaluation import model_method
+    from bargainnet.models.bargainnet import BargainNet
+
+    model = BargainNet(ngf=4, num_downs=6, code_dim=8).eval()
+    method = model_method(model, working_size=64)
+    composite = torch.rand(2, 3, 128, 128) * 2 - 1
+    mask = torch.zeros(2, 1, 128, 128)
+    mask[:, :, 30:90, 40:100] = 1
+    out = method.run(composite, mask)
+    assert out.shape == composite.shape
+    background = mask.expand_as(composite) == 0
+    assert torch.allclose(out[background], composite[background], atol=1e-6)
+    assert not torch.allclose(out[~background], composite[~background], atol=1e-3)
+    assert method.info["working_size"] == 64

@@ -141,11 +141,15 @@ def baseline_method(name: str) -> Method:
     return Method(key=name, label=LABELS[name], kind="baseline", run=lambda c, m: harmonize_batch(name, c, m))
 
 
-def model_method(model_or_path: Any, device: str = "cpu", mode: str = "eval", label: str | None = None) -> Method:
+def model_method(
+    model_or_path: Any, device: str = "cpu", mode: str = "eval", label: str | None = None, working_size: int | None = None
+) -> Method:
     """A BargainNet (or a weights file loaded with :func:`bargainnet.models.convert.load_weights`).
 
     The generator's raw output G(Ĩ, M, z_b) is returned (the protocol decides whether it is
-    composited). ``mode="eval"`` (default) runs the model in eval mode; ``mode="train"``
+    composited). With ``working_size`` S different from the evaluation size, the model runs on
+    the S×S resized composite and its colour change is lifted to the evaluation size
+    (:mod:`bargainnet.lifting`, as ``bargainnet harmonize`` does); that output is composited. ``mode="eval"`` (default) runs the model in eval mode; ``mode="train"``
     reproduces the published ``test.py`` (train mode: dropout on, BatchNorm with each image's own
     statistics, so images are run one at a time). Inference is under ``torch.no_grad``.
     """
@@ -176,24 +180,56 @@ def model_method(model_or_path: Any, device: str = "cpu", mode: str = "eval", la
     info["mode"] = mode
     model.train(mode == "train")
 
+    def network(c, m):
+        try:
+            if mode == "train":
+                return torch.cat([model(c[i : i + 1], m[i : i + 1]) for i in range(c.shape[0])])
+            return model(c, m)
+        except ValueError as err:
+            raise InputError(f"{key}: {err}") from None
+
     def run(composite, mask):
         with torch.no_grad():
             c, m = composite.to(device), mask.to(device)
-            try:
-                if mode == "train":
-                    out = torch.cat([model(c[i : i + 1], m[i : i + 1]) for i in range(c.shape[0])])
-                else:
-                    out = model(c, m)
-            except ValueError as err:
-                raise InputError(f"{key}: {err}") from None
-        return out.float().cpu()
+            if working_size is None or working_size == c.shape[-1] == c.shape[-2]:
+                return network(c, m).float().cpu()
+            return _lifted(network, c, m, working_size)
 
-    return Method(key=key, label=key, kind="model", run=run, info=info, size_multiple=model.config.size_multiple, model=model)
+    multiple = model.config.size_multiple
+    if working_size is not None:
+        if working_size % multiple or working_size < 64:
+            raise InputError(f"{key}: working size {working_size} must be a multiple of {multiple} and at least 64")
+        info["working_size"] = working_size
+        multiple = 1
+    return Method(key=key, label=key, kind="model", run=run, info=info, size_multiple=multiple, model=model)
 
 
-def resolve_methods(specs: Sequence[str], device: str = "cpu", mode: str = "eval") -> list[Method]:
+def _lifted(network: Callable, composite, mask, size: int):
+    """Run ``network`` at size×size and lift its colour change to the input's size (composited)."""
+    import torch
+    import torch.nn.functional as F
+
+    from .lifting import lift
+
+    low = F.interpolate(composite, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    weight = F.interpolate(mask, size=(size, size), mode="area")
+    out_low = network(low, (weight > 0.5).to(low.dtype)).float()
+    hwc = lambda t: ((t.float().cpu().permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1)  # noqa: E731
+    results = []
+    for i in range(composite.shape[0]):
+        full = hwc(composite[i])
+        lifted = lift(hwc(low[i]), hwc(out_low[i]), weight[i, 0].cpu().numpy(), full)
+        m = mask[i, 0].cpu().numpy()[..., None]
+        results.append(torch.from_numpy(lifted * m + full * (1 - m)).permute(2, 0, 1) * 2 - 1)
+    return torch.stack(results).float()
+
+
+def resolve_methods(
+    specs: Sequence[str], device: str = "cpu", mode: str = "eval", working_size: int | None = None
+) -> list[Method]:
     """Methods from names: a baseline (``composite``, ``reinhard``, ``histogram``, ``covariance``)
-    or the path of a weights file. Duplicate keys get a numeric suffix."""
+    or the path of a weights file (run at ``working_size``, see :func:`model_method`). Duplicate
+    keys get a numeric suffix."""
     methods: list[Method] = []
     for spec in specs:
         spec = spec.strip()
@@ -202,7 +238,7 @@ def resolve_methods(specs: Sequence[str], device: str = "cpu", mode: str = "eval
         if spec in BASELINES:
             method = baseline_method(spec)
         elif Path(spec).is_file():
-            method = model_method(spec, device=device, mode=mode)
+            method = model_method(spec, device=device, mode=mode, working_size=working_size)
         elif spec.endswith((".safetensors", ".pth", ".pt", ".ckpt")) or os.sep in spec:
             raise InputError(f"weights file not found: {spec}")
         else:

@@ -31,6 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("test", "train"), default="test")
     parser.add_argument("--subsets", default=None, help="comma-separated sub-datasets to keep (default: all)")
     parser.add_argument("--size", type=int, default=256, help="test resize, pixels (default 256, as published)")
+    parser.add_argument("--model-size", type=int, default=None, metavar="S",
+                        help="run models at SxS and lift their colour change to --size, as 'bargainnet harmonize' "
+                        "does (default: run them at --size, the published way)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: cuda when available)")
     parser.add_argument("--model-mode", choices=("eval", "train"), default="eval",
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     data_root = Path(args.data)
     if out_dir.exists() and data_root.exists() and out_dir.resolve() == data_root.resolve():
         raise OutputError(f"output folder {out_dir} is the dataset root; choose another --output-dir")
-    methods = resolve_methods(specs, device=device, mode=args.model_mode)  # fails fast on bad weights
+    methods = resolve_methods(specs, device=device, mode=args.model_mode, working_size=args.model_size)  # fails fast on bad weights
     subsets = [s.strip() for s in args.subsets.split(",")] if args.subsets else None
     dataset = load_dataset(data_root, args.split, subsets=subsets, size=args.size)
     print(f"{len(dataset)} {args.split} images from {data_root}; methods: {', '.join(m.key for m in methods)}; "
