@@ -108,8 +108,7 @@ def test_alpha_is_kept(harmonizer, tmp_path):
 
 def _reference_low(img, mask, size=64):
     """The network input built independently with Pillow: bilinear composite, BOX coverage >= 0.5."""
-    rgb = img.astype(np.float32) / 255
-    comp = np.stack([np.asarray(Image.fromarray(rgb[..., k]).resize((size, size), Image.BILINEAR)) for k in range(3)], -1)
+    comp = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
     cover = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((size, size), Image.BOX))
     c = torch.from_numpy(comp).permute(2, 0, 1)[None] * 2 - 1
     m = torch.from_numpy((cover >= 0.5).astype(np.float32))[None, None]

@@ -295,9 +295,12 @@ class Harmonizer:
         return self.runner.backend
 
     # -- preparing inputs ------------------------------------------------------------------------
-    def _low(self, rgb: np.ndarray, mask: np.ndarray, name: str):
+    def _low(self, image: bio.ImageData, mask: np.ndarray, name: str):
         s = self.size
-        composite_low = np.clip(lifting.resize_float(rgb, (s, s)), 0.0, 1.0)
+        if image.rgb8 is not None:  # as the published test transform: Pillow bilinear on 8 bits
+            composite_low = np.asarray(Image.fromarray(image.rgb8).resize((s, s), Image.BILINEAR), np.float32) / 255
+        else:
+            composite_low = np.clip(lifting.resize_float(image.rgb, (s, s)), 0.0, 1.0)
         weight_low = np.clip(lifting.resize_float(mask.astype(np.float32), (s, s), Image.BOX), 0.0, 1.0)
         mask_low = weight_low >= 0.5
         if not mask_low.any():  # a tiny object: every pixel it touches
@@ -316,7 +319,7 @@ class Harmonizer:
             mask, size=size, resize=resize_mask, threshold=self.threshold, max_pixels=self.max_pixels, check_coverage=False
         )
         bio.check_mask_coverage(binary, bio._describe(mask))
-        low = self._low(image.rgb, binary, image.name)
+        low = self._low(image, binary, image.name)
         kind = "array" if isinstance(composite, np.ndarray) else "pil"
         inputs = tuple(p for p in (composite, mask) if isinstance(p, (str, os.PathLike)))
         return Prepared(
@@ -375,7 +378,7 @@ class Harmonizer:
             composite_rgb = rgb8.astype(np.float32) / 255.0
         image = bio.ImageData(rgb=composite_rgb.astype(np.float32), alpha=bg.alpha, rgb8=rgb8,
                               name=f"{fg.name} on {bg.name}")
-        low = self._low(image.rgb, binary, image.name)
+        low = self._low(image, binary, image.name)
         kind = "array" if isinstance(background, np.ndarray) else "pil"
         inputs = tuple(p for p in (foreground, background) if isinstance(p, (str, os.PathLike)))
         return Prepared(
@@ -424,29 +427,7 @@ class Harmonizer:
             out_rgb8, out_rgb = composite_rgb8, image.rgb
             after = before  # the returned image is the composite
         else:
-            if target == "foreground":
-                weight = np.where(item.mask_low, item.weight_low, 0.0)
-            else:
-                weight = np.where(item.mask_low, 0.0, 1.0 - item.weight_low)
-            if self.method == "lift":
-                changed = region if item.blend is None or target != "foreground" else item.blend > 0
-                new = lifting.lift(item.composite_low, output_low, weight, item.guide, radius=self.radius,
-                                   eps=self.eps, region=changed)
-            else:
-                new = lifting.upsample(output_low, image.size)
-            if item.blend is not None and target == "foreground":
-                # Paste mode: recolour the cut-out layer, then alpha-blend it on the background.
-                blend = item.blend[..., None]
-                out_rgb = new * blend + item.background * (1 - blend)
-                region = item.blend > 0
-            else:
-                out_rgb = new
-            if composite_rgb8 is not None:
-                out_rgb8 = np.where(region[..., None], bio.to_uint8(out_rgb), composite_rgb8)
-                out_rgb = None
-            else:
-                out_rgb8 = None
-                out_rgb = np.where(region[..., None], out_rgb, image.rgb).astype(np.float32)
+            out_rgb8, out_rgb = self._full_resolution(item, output_low, target, region)
         result_image = self._as_output(item, out_rgb8, out_rgb)
         composite_image = self._as_output(item, composite_rgb8, image.rgb)
         return HarmonizeResult(
@@ -454,6 +435,37 @@ class Harmonizer:
             before=Inharmony(before, _score(before)), after=Inharmony(after, _score(after)),
             skipped=skipped, target=target, name=item.name, rgb8=out_rgb8, alpha=image.alpha,
         )
+
+    def _full_resolution(self, item: Prepared, output_low: np.ndarray, target: str, region: np.ndarray):
+        """The full-resolution result; only pixels of ``region`` (paste mode: where the cut-out's
+        alpha > 0) are written, all others are copied from the composite bit for bit."""
+        image = item.image
+        if target == "foreground":
+            weight = np.where(item.mask_low, item.weight_low, 0.0)
+        else:
+            weight = np.where(item.mask_low, 0.0, 1.0 - item.weight_low)
+        paste = item.blend is not None and target == "foreground"
+        if paste:
+            region = item.blend > 0
+        rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        if self.method == "lift":
+            coeffs = lifting.fit_local_affine(item.composite_low, output_low, weight, radius=self.radius, eps=self.eps)
+            new = lifting.apply_affine(coeffs, item.guide[r0:r1, c0:c1], full_shape=region.shape, offset=(r0, c0))
+        else:
+            new = lifting.upsample(output_low, image.size)[r0:r1, c0:c1]
+        inside = region[r0:r1, c0:c1]
+        new = new[inside]
+        if paste:  # recolour the cut-out layer, then alpha-blend it on the background
+            a = item.blend[r0:r1, c0:c1][inside][:, None]
+            new = new * a + item.background[r0:r1, c0:c1][inside] * (1 - a)
+        if image.rgb8 is not None:
+            out = image.rgb8.copy()
+            out[r0:r1, c0:c1][inside] = bio.to_uint8(new)
+            return out, None
+        out = image.rgb.copy()
+        out[r0:r1, c0:c1][inside] = new
+        return None, out
 
     def _as_output(self, item: Prepared, rgb8: np.ndarray | None, rgb: np.ndarray | None):
         alpha = item.image.alpha

@@ -206,7 +206,7 @@ def _pil_to_data(image: Image.Image, name: str, path: Path | None) -> ImageData:
         return ImageData(rgb=rgb, alpha=None, rgb8=None, name=name, path=path)
     else:
         rgb8 = np.asarray(image.convert("RGB")).copy()
-    rgb = rgb8.astype(np.float32) / 255.0
+    rgb = np.multiply(rgb8, np.float32(1 / 255), dtype=np.float32)
     return ImageData(rgb=rgb, alpha=alpha, rgb8=rgb8, name=name, path=path)
 
 
@@ -309,12 +309,12 @@ def _mask_gray(source: ImageSource, max_pixels: int | None) -> tuple[np.ndarray,
     if "A" in image.mode or "transparency" in image.info:
         alpha = np.asarray(image.convert("RGBA"))[..., 3]
         if alpha.min() < alpha.max():
-            return alpha.astype(np.float32) / 255.0, name
-    data = _pil_to_data(image, name, None)
-    if data.rgb8 is not None:
-        gray8 = np.asarray(Image.fromarray(data.rgb8).convert("L"))
-        return gray8.astype(np.float32) / 255.0, name
-    return data.rgb[..., 0].copy(), name
+            return np.multiply(alpha, np.float32(1 / 255), dtype=np.float32), name
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _pil_to_data(image, name, None).rgb[..., 0].copy(), name
+    # Colour masks: Pillow's ITU-R 601 luma; "1", "L", "P", "LA", ... through the same conversion.
+    gray8 = np.asarray(image if image.mode == "L" else image.convert("L"))
+    return np.multiply(gray8, np.float32(1 / 255), dtype=np.float32), name
 
 
 def load_mask(
@@ -374,7 +374,10 @@ def check_mask_coverage(mask: np.ndarray, name: str) -> None:
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """float [0, 1] (H, W, C) -> uint8 by rounding (values clipped first)."""
-    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+    tmp = np.clip(rgb, 0.0, 1.0, dtype=np.float32)
+    tmp *= 255.0
+    np.rint(tmp, out=tmp)
+    return tmp.astype(np.uint8)
 
 
 def _same_file(a: Path, b: Path) -> bool:
