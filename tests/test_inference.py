@@ -225,3 +225,13 @@ def test_onnxruntime_backend_matches_pytorch(weights, harmonizer):
     assert a.before.distance == pytest.approx(b.before.distance, abs=1e-4)
     with pytest.raises(InputError, match="PyTorch backend"):
         onnx.harmonize_background(img, mask)
+
+
+def test_working_size_images_get_the_network_output(harmonizer):
+    img, mask = photo(64, 64), box_mask(64, 64, (10, 40), (20, 50))
+    out = harmonizer(img, mask)
+    c, m = _reference_low(img, mask)
+    with torch.no_grad():
+        low = harmonizer.runner.model.harmonize(c, m)
+    expected = np.round(((low[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy() * 255)
+    assert np.abs(out.astype(int) - expected).max() <= 1

@@ -449,7 +449,9 @@ class Harmonizer:
             region = item.blend > 0
         rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
         r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        if self.method == "lift":
+        if region.shape == (self.size, self.size) and not paste:
+            new = output_low[r0:r1, c0:c1]  # already at full resolution: the network output itself
+        elif self.method == "lift":
             coeffs = lifting.fit_local_affine(item.composite_low, output_low, weight, radius=self.radius, eps=self.eps)
             new = lifting.apply_affine(coeffs, item.guide[r0:r1, c0:c1], full_shape=region.shape, offset=(r0, c0))
         else:
