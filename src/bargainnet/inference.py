@@ -332,11 +332,12 @@ class Harmonizer:
         self,
         foreground,
         background,
-        position: tuple[int, int] = (0, 0),
+        position: tuple[int, int] | None = None,
         scale: float = 1.0,
     ) -> Prepared:
         """Paste a cut-out (its alpha is the mask) onto a background at ``position`` = (x, y) of
-        its top-left corner, after scaling it by ``scale``; parts outside the background are cut.
+        its top-left corner (None: centred), after scaling it by ``scale``; parts outside the
+        background are cut off.
         """
         fg = bio.load_image(foreground, max_pixels=self.max_pixels)
         bg = bio.load_image(background, max_pixels=self.max_pixels)
@@ -355,9 +356,11 @@ class Harmonizer:
             alpha = np.clip(lifting.resize_float(alpha, (w, h), Image.LANCZOS), 0.0, 1.0)
             rgb = np.clip(premult / np.maximum(alpha, 1e-6)[..., None], 0.0, 1.0)
             rgb[alpha <= 1e-6] = 0.0
-        x, y = int(position[0]), int(position[1])
         bw, bh = bg.size
         fh, fw = alpha.shape
+        if position is None:
+            position = ((bw - fw) // 2, (bh - fh) // 2)
+        x, y = int(position[0]), int(position[1])
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + fw, bw), min(y + fh, bh)
         if x0 >= x1 or y0 >= y1:
             raise InputError(
@@ -517,7 +520,7 @@ class Harmonizer:
         return self.process(items, min_inharmony=min_inharmony)
 
     def paste(
-        self, foreground, background, position: tuple[int, int] = (0, 0), scale: float = 1.0,
+        self, foreground, background, position: tuple[int, int] | None = None, scale: float = 1.0,
         *, min_inharmony: float | None = None,
     ) -> HarmonizeResult:
         """Paste a cut-out with alpha on a background and harmonize it (see :meth:`prepare_paste`)."""

@@ -190,22 +190,13 @@ def run(args) -> int:
     if mode == "single":
         item = harmonizer.prepare(args.composite, args.mask, resize_mask=args.resize_mask)
     else:
-        item = harmonizer.prepare_paste(args.foreground, args.background, args.position or _centre(args, harmonizer), args.scale)
+        item = harmonizer.prepare_paste(args.foreground, args.background, args.position, args.scale)
     result = harmonizer.process([item], target=target, min_inharmony=args.min_inharmony)[0]
     written = _save(result, Path(args.output), inputs)
     print(f"{item.name}: {_describe(result)}; wrote {written}")
     if args.figure is not None:
         print(f"figure: {harmonize_figure([_thumbnail(result)], args.figure)}")
     return EXIT_OK
-
-
-def _centre(args, harmonizer) -> tuple[int, int]:
-    from ..io import load_image
-
-    fg = load_image(args.foreground, max_pixels=harmonizer.max_pixels)
-    bg = load_image(args.background, max_pixels=harmonizer.max_pixels)
-    w, h = round(fg.size[0] * args.scale), round(fg.size[1] * args.scale)
-    return (bg.size[0] - w) // 2, (bg.size[1] - h) // 2
 
 
 def _prepare_folder(folder: Path) -> None:
