@@ -235,3 +235,13 @@ def test_working_size_images_get_the_network_output(harmonizer):
         low = harmonizer.runner.model.harmonize(c, m)
     expected = np.round(((low[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy() * 255)
     assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+def test_16bit_gray_input(harmonizer, tmp_path):
+    gray = (np.asarray(Image.fromarray(photo()).convert("L")).astype(np.uint16) * 257 + 100).clip(0, 65535)
+    Image.fromarray(gray.astype(np.uint16)).save(tmp_path / "g16.png")
+    mask = box_mask()
+    out = harmonizer(tmp_path / "g16.png", mask)
+    assert out.mode == "RGB" and out.size == (130, 90)
+    expected = np.round(gray / 65535 * 255).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(out)[~mask], np.repeat(expected[..., None], 3, 2)[~mask])
