@@ -213,7 +213,9 @@ def _lifted(network: Callable, composite, mask, size: int):
 
     low = F.interpolate(composite, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     weight = F.interpolate(mask, size=(size, size), mode="area")
-    out_low = network(low, (weight > 0.5).to(low.dtype)).float()
+    binary = (weight >= 0.5).to(low.dtype)  # what the network treats as foreground
+    out_low = network(low, binary).float()
+    weight = weight * binary  # fit only where the network harmonized (as Harmonizer does)
     hwc = lambda t: ((t.float().cpu().permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1)  # noqa: E731
     results = []
     for i in range(composite.shape[0]):
