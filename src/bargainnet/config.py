@@ -103,6 +103,7 @@ class TrainerConfig:
     """Lightning trainer settings, intervals (in optimiser steps) and reproducibility."""
 
     max_steps: int = 100_000
+    max_hours: float | None = None  # also stop after this much training wall time (checkpoint at the end)
     precision: str = "32"  # 32 | bf16-mixed | 16-mixed | bf16-true
     accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps
     devices: Union[int, str, list[int]] = "auto"
@@ -134,6 +135,8 @@ class TrainerConfig:
         for name in ("val_every_n_steps", "image_every_n_steps", "num_image_samples"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_hours is not None and self.max_hours <= 0:
+            raise ValueError(f"max_hours must be positive or null, got {self.max_hours}")
         if self.keep_last_k == 0 or self.keep_last_k < -1:
             raise ValueError(f"keep_last_k must be positive or -1 (all), got {self.keep_last_k}")
 

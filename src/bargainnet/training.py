@@ -34,6 +34,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import count
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -361,6 +362,8 @@ class BargainNetModule(L.LightningModule):
             }
         )
         self.image_dir: Path | None = None  # set by train(); else <default_root_dir>/images
+        self._seconds_before = 0.0  # training wall time of earlier launches (from the checkpoint)
+        self._fit_start: float | None = None
         self._grid: dict[str, list[Tensor]] = {}
         self._last_grid_step: int | None = None
 
@@ -392,6 +395,14 @@ class BargainNetModule(L.LightningModule):
             c, m, r = (x.contiguous(memory_format=torch.channels_last) for x in (c, m, r))
         return c, m, r
 
+    def on_train_start(self) -> None:
+        self._fit_start = time.monotonic()
+
+    def train_seconds(self) -> float:
+        """Wall time spent in training so far, over all launches of this run (validation included)."""
+        running = time.monotonic() - self._fit_start if self._fit_start is not None else 0.0
+        return self._seconds_before + running
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Dropout draws depend on (seed, step, rank) only: resuming at step N reproduces them.
         torch.manual_seed(_seed_from(self.cfg.trainer.seed, self.global_step, self.global_rank))
@@ -402,12 +413,15 @@ class BargainNetModule(L.LightningModule):
             outputs = self.model.training_forward(composite, mask, real)
         else:
             outputs = {"harmonized": self.model(composite, mask)}
-        total, parts = bargainnet_loss(outputs, real, self.cfg.loss)
+        # bf16 autocast leaves codes in bf16 (3 significant digits): take the loss in fp32
+        outputs = {k: v.float() for k, v in outputs.items()}
+        total, parts = bargainnet_loss(outputs, real.float(), self.cfg.loss)
         if self.cfg.trainer.check_finite:
             self._check_finite(total, parts, batch)
         n = composite.shape[0]
         self.log_dict({f"train/{k}": v for k, v in parts.items() if k != "total"}, on_step=True, on_epoch=False, batch_size=n)
         self.log("train/loss", total.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        self.log("train/hours", self.train_seconds() / 3600.0, on_step=True, on_epoch=False, batch_size=n)
         return total
 
     def _last_good_checkpoint(self) -> str:
@@ -483,6 +497,7 @@ class BargainNetModule(L.LightningModule):
                 logged[f"val/mse_ratio{suffix}"] = values[f"mse{suffix}"] / values[f"input_mse{suffix}"]
         if not self.trainer.sanity_checking:
             mse = logged.pop("val/mse")
+            logged["val/hours"] = self.train_seconds() / 3600.0
             self.log_dict(logged, sync_dist=False)
             self.log("val/mse", mse, prog_bar=True, sync_dist=False)
         self._write_grid()
@@ -505,7 +520,14 @@ class BargainNetModule(L.LightningModule):
                 experiment.add_image("val/samples", image, step, dataformats="HWC")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["bargainnet"] = {"model_config": self.cfg.model.to_dict(), "global_step": self.global_step}
+        checkpoint["bargainnet"] = {
+            "model_config": self.cfg.model.to_dict(),
+            "global_step": self.global_step,
+            "train_seconds": self.train_seconds(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._seconds_before = float(checkpoint.get("bargainnet", {}).get("train_seconds", 0.0))
 
 
 # ------------------------------------------------------------------------------------------
@@ -750,6 +772,7 @@ def train(
         num_nodes=t.num_nodes,
         precision=t.precision if t.precision not in ("32", "64") else f"{t.precision}-true",
         max_steps=t.max_steps,
+        max_time=timedelta(hours=t.max_hours) if t.max_hours is not None else None,
         max_epochs=-1,
         deterministic=t.deterministic,
         log_every_n_steps=t.log_every_n_steps,

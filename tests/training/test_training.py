@@ -115,28 +115,28 @@ def test_validation_metrics_agree_with_bargainnet_metrics(tiny_run, tiny_root):
 
 
 def test_resume_continues_the_step_count_and_reproduces_the_losses(tiny_root, tmp_path):
-    cfg = tiny("trainer.max_steps=8", "trainer.ckpt_every_n_steps=4", "trainer.val_every_n_steps=4",
+    cfg = tiny("trainer.max_steps=6", "trainer.ckpt_every_n_steps=3", "trainer.val_every_n_steps=3",
                "trainer.deterministic=true", "trainer.keep_last_k=1", "data.batch_size=2")
     whole = Recorder()
     train(cfg, tmp_path / "whole", data_root=tiny_root, callbacks=[whole], **QUIET)
 
     first = Recorder()
-    train(tiny("trainer.max_steps=4", "trainer.ckpt_every_n_steps=4", "trainer.val_every_n_steps=4",
+    train(tiny("trainer.max_steps=3", "trainer.ckpt_every_n_steps=3", "trainer.val_every_n_steps=3",
                "trainer.deterministic=true", "trainer.keep_last_k=1", "data.batch_size=2"),
           tmp_path / "split", data_root=tiny_root, callbacks=[first], **QUIET)
-    assert first.steps == [0, 1, 2, 3]
+    assert first.steps == [0, 1, 2]
     with pytest.raises(OutputError, match="--resume auto"):
         train(cfg, tmp_path / "split", data_root=tiny_root, **QUIET)
     second = Recorder()
     result = train(cfg, tmp_path / "split", data_root=tiny_root, resume="auto", callbacks=[second], **QUIET)
 
-    assert second.steps == [4, 5, 6, 7] and result.global_step == 8
+    assert second.steps == [3, 4, 5] and result.global_step == 6
     assert first.losses + second.losses == whole.losses  # bit-identical on one machine
     a = model_from_checkpoint(tmp_path / "whole" / "last.ckpt").state_dict()
     b = model_from_checkpoint(tmp_path / "split" / "last.ckpt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    # keep_last_k=1: the step-4 checkpoint was replaced by step 8
-    assert sorted(p.name for p in (tmp_path / "split").glob("*.ckpt")) == ["last.ckpt", "step00000008.ckpt"]
+    # keep_last_k=1: the step-3 checkpoint was replaced by step 6
+    assert sorted(p.name for p in (tmp_path / "split").glob("*.ckpt")) == ["last.ckpt", "step00000006.ckpt"]
     assert not torch.are_deterministic_algorithms_enabled()  # restored after the run
 
 
@@ -235,3 +235,29 @@ def test_learning_rate_schedules():
     assert [lr_factor(s, o, 100) for s in (9, 10, 19, 20)] == pytest.approx([1, 0.5, 0.5, 0.25])
     o = load_config(None).optim
     assert lr_factor(12345, o, 100) == 1.0  # published: constant
+
+
+def test_max_hours_stops_with_a_final_checkpoint(tiny_root, tmp_path):
+    cfg = tiny("trainer.max_steps=1000", "trainer.max_hours=0.0005", "trainer.val_every_n_steps=0",
+               "trainer.ckpt_every_n_steps=1000", "data.batch_size=2")
+    result = train(cfg, tmp_path, data_root=tiny_root, **QUIET)
+    assert 0 < result.global_step < 1000
+    assert read_checkpoint(tmp_path / "last.ckpt")["global_step"] == result.global_step
+    assert (tmp_path / f"step{result.global_step:08d}.ckpt").is_file()
+
+
+def test_learning_curve_script(tiny_run, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plot_learning_curve", REPO / "benchmarks" / "plot_learning_curve.py")
+    plc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plc)
+    out, _, _, result = tiny_run
+    rows = plc.read_logs(out)
+    assert max(rows) == 30 and rows[15]["val/mse"] > 0 and "train/l1" in rows[5]
+    png = tmp_path / "curve.png"
+    plc.plot(rows, png, "tiny", smooth=2)
+    with Image.open(png) as im:
+        assert im.size[0] > 500
+    text = plc.table(rows)
+    assert text.count("\n") == 4 and f"{result.metrics['val/mse']:.1f}" in text  # header, rule, 2 validations
