@@ -564,6 +564,14 @@ class StepCheckpoint(ModelCheckpoint):
             enable_version_counter=False,
         )
 
+    # Saves happen on step boundaries and at the end only: Lightning's epoch/validation-end hooks
+    # would write last.ckpt a second time for the same step.
+    def on_validation_end(self, trainer, pl_module) -> None:
+        pass
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        pass
+
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.global_step > self._last_global_step_saved and not trainer.sanity_checking:
             candidates = self._monitor_candidates(trainer)
@@ -622,8 +630,10 @@ def resolve_resume(resume: str | os.PathLike | None, out_dir: Path) -> Path | No
             )
         return None
     if str(resume) == "auto":
-        if (out_dir / LAST).is_file():
-            return out_dir / LAST
+        # last.ckpt, or a newer checkpoint Lightning wrote when SLURM signalled a requeue
+        candidates = [p for p in [out_dir / LAST, *out_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+        if candidates:
+            return max(candidates, key=lambda p: p.stat().st_mtime)
         ckpts = find_checkpoints(out_dir)
         return ckpts[-1] if ckpts else None
     path = Path(resume)

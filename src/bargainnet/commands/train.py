@@ -15,11 +15,12 @@ torchrun (the same, launched by torchrun; add --nnodes/--rdzv-* for several mach
     torchrun --nproc_per_node 4 -m bargainnet.cli train --config configs/bargainnet.yaml \\
         --data /data/iHarmony4 --out runs/paper --accelerator gpu --devices 4 --strategy ddp
 
-SLURM (2 nodes x 4 GPUs; one task per GPU, Lightning reads the SLURM environment)::
+SLURM (2 nodes x 4 GPUs; one task per GPU, Lightning reads the SLURM environment; ``--resume
+auto`` starts fresh the first time and lets a requeued job continue)::
 
     #SBATCH --nodes=2 --ntasks-per-node=4 --gres=gpu:4
     srun bargainnet train --config configs/bargainnet.yaml --data /data/iHarmony4 --out runs/paper \\
-        --accelerator gpu --devices 4 --num-nodes 2 --strategy ddp --precision bf16-mixed
+        --accelerator gpu --devices 4 --num-nodes 2 --strategy ddp --precision bf16-mixed --resume auto
 
 CPU (this is how the bundled default model is trained; ~1 h on 2 cores)::
 
