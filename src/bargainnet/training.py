@@ -221,6 +221,11 @@ class BargainNetDataModule(L.LightningDataModule):
                 indices = np.linspace(0, len(val) - 1, n).round().astype(int).tolist() if n < len(val) else list(range(len(val)))
             else:
                 n = c.val_samples or STREAM_VAL_SAMPLES
+                warnings.warn(
+                    f"no --data: validating on {n} fixed stream composites drawn from the training photos "
+                    "(not held out); pass --data ROOT to validate on its test split",
+                    stacklevel=2,
+                )
                 val = StreamValidation(self._stream(False, self.seed + 1), n, _seed_from(self.seed, 7919))
                 indices = list(range(n))
             rank, world = self._rank_world()

@@ -215,6 +215,14 @@ def test_training_stream_is_a_function_of_the_position(tiny_root):
         assert a["name"] == b["name"] and torch.equal(a["composite"], b["composite"]) and torch.equal(a["mask"], b["mask"])
     n = len(ds.source)
     assert sorted(ds[p]["name"] for p in range(n)) == sorted(t.name for t in ds.source.items)  # an epoch = a permutation
+    # a stream's sample at a position is fixed too
+    from bargainnet.data.sources import procedural_photos
+    from bargainnet.data.synthesis import CompositeStream
+
+    stream = PositionDataset(CompositeStream(procedural_photos(4, 96, 0), size=64), seed=3)
+    a, b, c = stream[7], stream[7], stream[8]
+    assert torch.equal(a["composite"], b["composite"]) and torch.equal(a["real"], b["real"]) and a["name"] == b["name"]
+    assert not torch.equal(a["composite"], c["composite"])
     # the sampler gives each rank its own slice of every step, from the restored step on
     s0 = PositionSampler(2, rank=0, world=2, start_step=lambda: 3)
     s1 = PositionSampler(2, rank=1, world=2, start_step=lambda: 3)
