@@ -47,7 +47,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .config import TrainConfig, save_config
+from .config import OptimConfig, TrainConfig, save_config
 from .errors import EXIT_FAILURE, InputError, OutputError, UserError
 from .losses import bargainnet_loss
 from .models.bargainnet import BargainNet
@@ -295,13 +295,19 @@ def lr_factor(step: int, optim, max_steps: int) -> float:
 
 
 class _LrLambda:
-    """Picklable schedule for LambdaLR (its state is restored from checkpoints)."""
+    """Schedule for LambdaLR. LambdaLR saves a callable object's ``__dict__`` in checkpoints, so
+    it holds plain numbers and strings only: checkpoints then load with ``weights_only=True``."""
+
+    _FIELDS = ("schedule", "warmup_steps", "gamma", "milestones", "min_lr_ratio", "decay_start")
 
     def __init__(self, optim, max_steps: int):
-        self.optim, self.max_steps = optim, max_steps
+        for name in self._FIELDS:
+            value = getattr(optim, name)
+            setattr(self, name, list(value) if isinstance(value, (list, tuple)) else value)
+        self.max_steps = max_steps
 
     def __call__(self, step: int) -> float:
-        return lr_factor(step, self.optim, self.max_steps)
+        return lr_factor(step, self, self.max_steps)
 
 
 def _grid_image(samples: dict[str, Tensor], pad: int = 2) -> np.ndarray:
@@ -655,7 +661,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # Checkpoints of bargainnet 0.1.0's first runs with a learning-rate schedule hold the
+        # schedule's configuration dataclasses; they are data, so they are allowed here.
+        with torch.serialization.safe_globals([OptimConfig]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise InputError(f"cannot read checkpoint {path}: {err.__class__.__name__}: {err}") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt.get("hyper_parameters", {}):

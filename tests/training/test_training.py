@@ -269,3 +269,15 @@ def test_learning_curve_script(tiny_run, tmp_path):
         assert im.size[0] > 500
     text = plc.table(rows)
     assert text.count("\n") == 4 and f"{result.metrics['val/mse']:.1f}" in text  # header, rule, 2 validations
+
+
+def test_checkpoints_with_a_schedule_load_weights_only_and_resume(tiny_root, tmp_path):
+    """A scheduled run's checkpoints hold no pickled objects: read_checkpoint/export and --resume work."""
+    overrides = ("optim.schedule=cosine", "optim.warmup_steps=1", "trainer.val_every_n_steps=0",
+                 "trainer.ckpt_every_n_steps=2", "data.batch_size=2")
+    train(tiny("trainer.max_steps=2", *overrides), tmp_path / "r", data_root=tiny_root, **QUIET)
+    ckpt = torch.load(tmp_path / "r" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["lr_schedulers"][0]["lr_lambdas"][0]["schedule"] == "cosine"
+    result = train(tiny("trainer.max_steps=4", *overrides), tmp_path / "r", data_root=tiny_root, resume="auto", **QUIET)
+    assert result.global_step == 4
+    model_from_checkpoint(tmp_path / "r" / "last.ckpt")
