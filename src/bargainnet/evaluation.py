@@ -176,6 +176,8 @@ def model_method(
     else:
         model = model_or_path.to(device)
         key = label or "model"
+    if working_size is None:
+        working_size = model.config.image_size  # the resolution it was trained at, when known
     info["config"] = model.config.to_dict()
     info["mode"] = mode
     model.train(mode == "train")

@@ -58,7 +58,10 @@ class InferenceGraph(nn.Module):
 
 
 def default_size(config) -> int:
-    """The smallest working size the model accepts: a multiple of 2**num_downs, >= 64."""
+    """The working size: the resolution the weights were trained at when known, else the smallest
+    size the model accepts (a multiple of 2**num_downs, >= 64)."""
+    if getattr(config, "image_size", None):
+        return int(config.image_size)
     multiple = config.size_multiple
     return max(multiple, -(-64 // multiple) * multiple)
 

@@ -49,6 +49,7 @@ def test_export_weights_round_trip(cli_run, tmp_path):
     meta = read_metadata(out)
     assert meta["training_step"] == str(read_checkpoint(cli_run / "last.ckpt")["global_step"])
     assert "trained_on" in meta
+    assert exported.config.image_size == 64  # the tiny configuration's training size: inference runs there
     g = torch.Generator().manual_seed(1)
     x = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
     m = (torch.rand(2, 1, 64, 64, generator=g) > 0.5).float()

@@ -33,7 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, help="test resize, pixels (default 256, as published)")
     parser.add_argument("--model-size", type=int, default=None, metavar="S",
                         help="run models at SxS and lift their colour change to --size, as 'bargainnet harmonize' "
-                        "does (default: run them at --size, the published way)")
+                        "does (default: the resolution the weights were trained at when they say so, else --size, "
+                        "the published way)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: cuda when available)")
     parser.add_argument("--model-mode", choices=("eval", "train"), default="eval",

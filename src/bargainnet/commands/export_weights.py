@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import InputError, OutputError
     from ..models.convert import save_weights
-    from ..training import LAST, find_checkpoints, model_from_checkpoint, read_checkpoint
+    from ..training import LAST, checkpoint_config, find_checkpoints, model_from_checkpoint, read_checkpoint
 
     source = Path(args.source)
     if source.is_dir():
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise OutputError(f"output {out} should end in .safetensors")
     step = read_checkpoint(ckpt).get("global_step", "?")
     model = model_from_checkpoint(ckpt)
+    model.config.image_size = checkpoint_config(ckpt).data.size  # inference runs there by default
     info = {"source": f"{ckpt.name} (training step {step})", "training_step": str(step)}
     run_record = ckpt.parent / "run.yaml"
     if run_record.is_file():

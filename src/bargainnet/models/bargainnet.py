@@ -37,6 +37,9 @@ class BargainNetConfig:
     code_source: str = "background"
     use_dropout: bool = True
     use_attention: bool = True
+    # Not architecture: the resolution the weights were trained at (written by export-weights);
+    # inference and evaluation run the network there by default. None: unknown.
+    image_size: int | None = None
 
     def __post_init__(self):
         if self.code_source not in CODE_SOURCES:
