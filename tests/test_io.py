@@ -215,6 +215,36 @@ def test_save_roundtrip_and_atomic(tmp_path):
     assert leftovers == []
 
 
+def test_atomic_helpers_write_exact_content_and_leave_no_temporary(tmp_path, monkeypatch):
+    out = tmp_path / "sub"
+    assert bio.atomic_write_bytes(out / "b.bin", b"\x00\xffab").read_bytes() == b"\x00\xffab"
+    assert bio.atomic_write_text(out / "t.txt", "\u00e9\n").read_bytes() == "\u00e9\n".encode("utf-8")
+    assert bio.atomic_copy(out / "b.bin", out / "c.bin").read_bytes() == b"\x00\xffab"
+    arr = _rgb()
+    bio.atomic_save_pil(Image.fromarray(arr), out / "p.png")  # format from the extension
+    with Image.open(out / "p.png") as im:
+        assert im.format == "PNG"
+        np.testing.assert_array_equal(np.asarray(im), arr)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    bio.atomic_write_bytes(out / "s.bin", b"x", fsync=True)
+    assert len(synced) == 1 and (out / "s.bin").read_bytes() == b"x"
+    bio.atomic_write_bytes(out / "s.bin", b"y")
+    assert len(synced) == 1 and (out / "s.bin").read_bytes() == b"y"
+    assert [p for p in os.listdir(out) if p.startswith(".")] == []
+    # a failing writer leaves the destination as it was, and no temporary file
+    with pytest.raises(OutputError, match="cannot write"):
+        bio.atomic_write(out / "s.bin", lambda tmp: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(RuntimeError):
+        bio.atomic_write(out / "s.bin", lambda tmp: (_ for _ in ()).throw(RuntimeError("bug")))
+    assert (out / "s.bin").read_bytes() == b"y"
+    assert [p for p in os.listdir(out) if p.startswith(".")] == []
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match="cannot create output folder"):
+        bio.atomic_write_text(tmp_path / "afile" / "t.txt", "x")
+
+
 def test_save_refusals(tmp_path):
     arr = _rgb()
     src = tmp_path / "in.png"

@@ -291,19 +291,15 @@ def analysis_report(analyses: Sequence[CodeAnalysis], output_dir, weights: str =
     import json
     from pathlib import Path
 
-    from .io import atomic_write
+    from .io import atomic_write, atomic_write_text
 
     out = Path(output_dir)
     paths = {"markdown": out / "analysis.md", "json": out / "analysis.json", "csv": out / "per_image.csv"}
-
-    def text(path, content):
-        atomic_write(path, lambda tmp: Path(tmp).write_text(content, encoding="utf-8"))
-
-    text(paths["markdown"], analysis_markdown(analyses, weights, data_root))
+    atomic_write_text(paths["markdown"], analysis_markdown(analyses, weights, data_root))
     payload = {"weights": weights, "data_root": data_root, "splits": [a.summary() for a in analyses]}
     from .evaluation import _json_safe
 
-    text(paths["json"], json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(paths["json"], json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["split", "name", "subset"] + [f"req{i + 1}" for i in range(len(REQUIREMENTS))]
@@ -315,7 +311,7 @@ def analysis_report(analyses: Sequence[CodeAnalysis], output_dir, weights: str =
                             f"{a.inharmony_before[i]:.6g}", f"{a.inharmony_after[i]:.6g}",
                             f"{harmony_score(float(a.inharmony_before[i])):.6g}",
                             f"{harmony_score(float(a.inharmony_after[i])):.6g}", f"{a.composite_fmse[i]:.6g}"])
-    text(paths["csv"], buf.getvalue())
+    atomic_write_text(paths["csv"], buf.getvalue())
     if plot:
         import matplotlib
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import tempfile
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -29,7 +28,8 @@ from typing import Any, Union
 
 import yaml
 
-from .errors import InputError, OutputError
+from .errors import InputError
+from .io import atomic_write_text
 from .losses import LossConfig
 from .models.bargainnet import BargainNetConfig
 
@@ -375,14 +375,5 @@ def config_to_yaml(config: TrainConfig) -> str:
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
-    """Write the resolved configuration as YAML, atomically."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(config_to_yaml(config))
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OutputError(f"cannot write configuration {path}: {err}") from None
-    return path
+    """Write the resolved configuration as YAML, atomically; :class:`OutputError` when it cannot."""
+    return atomic_write_text(path, config_to_yaml(config))

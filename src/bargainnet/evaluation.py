@@ -568,7 +568,7 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, plot: 
 
     Every file is written atomically; returns their paths.
     """
-    from .io import atomic_write
+    from .io import atomic_write_text
     from .metrics import PROTOCOLS
 
     out = Path(output_dir)
@@ -597,12 +597,9 @@ def write_report(result: EvaluationResult, output_dir: str | os.PathLike, plot: 
         "paper": {"table1": {k: {s: v for s, v in row.items()} for k, row in PAPER_TABLE1.items()}, "ratio": PAPER_RATIO_TABLE},
     }
 
-    def _text(path: Path, text: str) -> None:
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-    _text(paths["csv"], buf.getvalue())
-    _text(paths["json"], json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
-    _text(paths["markdown"], markdown_report(result, summary))
+    atomic_write_text(paths["csv"], buf.getvalue())
+    atomic_write_text(paths["json"], json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(paths["markdown"], markdown_report(result, summary))
     if plot:
         paths["plot"] = out / "fmse_vs_ratio.png"
         _plot(result, summary, paths["plot"])

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -410,11 +411,18 @@ def check_output_path(path: str | os.PathLike, inputs: Iterable = (), *, alpha: 
     return out
 
 
-def atomic_write(path: str | os.PathLike, write, *, suffix: str | None = None) -> Path:
+def atomic_write(
+    path: str | os.PathLike, write, *, suffix: str | None = None, fsync: bool = False
+) -> Path:
     """Call ``write(tmp_path)`` then move the file into place with ``os.replace``.
 
-    The parent folder is created when missing. Raises :class:`OutputError` when the folder cannot
-    be created or written.
+    The temporary file lies in the destination folder (so the move is atomic), is named
+    ``.<name>.<random><suffix>`` (``suffix`` defaults to the destination's, so that writers that
+    pick the format from the extension see the right one) and is removed when anything fails.
+    ``fsync=True`` flushes it to disk before the move (a crash right after never leaves an empty
+    file under the final name). The parent folder is created when missing. Raises
+    :class:`OutputError` when the folder cannot be created or written; other exceptions of
+    ``write`` propagate unchanged.
     """
     out = Path(path)
     parent = out.parent if str(out.parent) else Path(".")
@@ -431,6 +439,12 @@ def atomic_write(path: str | os.PathLike, write, *, suffix: str | None = None) -
     os.close(fd)
     try:
         write(tmp)
+        if fsync:
+            fd = os.open(tmp, os.O_RDWR)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except OSError as err:
@@ -439,6 +453,28 @@ def atomic_write(path: str | os.PathLike, write, *, suffix: str | None = None) -
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), suffix=".tmp", fsync=fsync)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, fsync: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), suffix=".tmp", fsync=fsync)
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy the file ``src`` to ``dst`` atomically (:func:`atomic_write`); ``src`` is not checked
+    against ``dst``."""
+    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp), suffix=".tmp")
+
+
+def atomic_save_pil(image: Image.Image, path: str | os.PathLike, **params) -> Path:
+    """``image.save(path, **params)`` atomically (:func:`atomic_write`); without ``format`` in
+    ``params`` Pillow picks it from the extension of ``path``."""
+    return atomic_write(path, lambda tmp: image.save(tmp, **params))
 
 
 def save_image(
@@ -469,4 +505,4 @@ def save_image(
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     if fmt == "WEBP" and quality >= 100:
         options = {"lossless": True}
-    return atomic_write(out, lambda tmp: image.save(tmp, format=fmt, **options))
+    return atomic_save_pil(image, out, format=fmt, **options)

@@ -30,7 +30,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import OptimConfig, TrainConfig, save_config
 from .errors import EXIT_FAILURE, InputError, OutputError, UserError
+from .io import atomic_save_pil, atomic_write, atomic_write_text
 from .losses import bargainnet_loss
 from .models.bargainnet import BargainNet
 
@@ -324,21 +324,6 @@ def _grid_image(samples: dict[str, Tensor], pad: int = 2) -> np.ndarray:
     return ((grid.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
 
 
-def _atomic_png(image: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class BargainNetModule(L.LightningModule):
     """LightningModule training a :class:`BargainNet` with the paper's loss.
 
@@ -524,7 +509,9 @@ class BargainNetModule(L.LightningModule):
         self._last_grid_step = step
         image = _grid_image({k: torch.cat(v) for k, v in grid.items()})
         folder = self.image_dir or Path(self.trainer.default_root_dir) / "images"
-        _atomic_png(image, Path(folder) / f"val_{CHECKPOINT_PATTERN.format(step=step)}.png")
+        from PIL import Image
+
+        atomic_save_pil(Image.fromarray(image), Path(folder) / f"val_{CHECKPOINT_PATTERN.format(step=step)}.png")
         for logger in self.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_image"):  # TensorBoard
@@ -550,19 +537,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     a crash mid-write never leaves a truncated checkpoint under the final name."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), suffix=".tmp", fsync=True)
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -702,11 +677,7 @@ def _append_run_record(out_dir: Path, record: dict) -> None:
             runs = []
     runs = runs if isinstance(runs, list) else [runs]
     runs.append(record)
-    text = yaml.safe_dump(runs, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(prefix=".run.yaml.", dir=out_dir)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(runs, sort_keys=False))
 
 
 def _machine() -> dict:

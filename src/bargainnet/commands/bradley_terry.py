@@ -29,11 +29,11 @@ def run(args: argparse.Namespace) -> int:
     import csv
     import io
     import json
-    import os
     from pathlib import Path
 
     from ..bradley_terry import fit, read_pairs
     from ..errors import OutputError
+    from ..io import atomic_write_text
 
     out = Path(args.output) if args.output else None
     if out is not None and out.exists() and out.resolve() == Path(args.pairs).resolve():
@@ -57,12 +57,6 @@ def run(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(rows)
             text = buf.getvalue()
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.name}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, out)
-        except OSError as err:
-            raise OutputError(f"cannot write {out}: {err}") from None
+        atomic_write_text(out, text)
         print(f"wrote {out}")
     return 0

@@ -148,7 +148,7 @@ def _run_folder(args, composite_dir: Path) -> int:
 
     from ..analysis import rank_by_inharmony
     from ..errors import EXIT_OK, EXIT_PARTIAL, OutputError
-    from ..io import atomic_write
+    from ..io import atomic_write_text
 
     mask_dir = Path(args.mask) if args.mask else None
     pairs = list_pairs(composite_dir, mask_dir)
@@ -183,7 +183,7 @@ def _run_folder(args, composite_dir: Path) -> int:
         writer.writeheader()
         for r in ranked:
             writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
-        atomic_write(out, lambda tmp: Path(tmp).write_text(buf.getvalue(), encoding="utf-8"))
+        atomic_write_text(out, buf.getvalue())
         print(f"scored {len(ranked)} of {len(pairs)} composites; most inharmonious first:")
         for r in ranked[:5]:
             print(f"  {r['rank']:>3}. {r['name']}: {_fmt_row(r)}")

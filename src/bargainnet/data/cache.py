@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError, OutputError
+from ..io import atomic_copy, atomic_save_pil, atomic_write_bytes
 
 CACHE_DIRNAME = "bargainnet_cache"
 INDEX = "index.json"
@@ -93,47 +92,6 @@ def find_cache(root: Path, cache: str | os.PathLike | None | bool = "auto") -> C
     return CacheIndex.read(path)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_save_image(image: Image.Image, path: Path, **params) -> None:
-    """``image.save(path)`` atomically (format from the suffix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        image.save(tmp, **params)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _target_size(w: int, h: int, short_side: int) -> tuple[int, int]:
     s = short_side / min(w, h)
     if s >= 1:
@@ -171,11 +129,11 @@ def cache_triplet(root: Path, out: Path, triplet, short_side: int, quality: int,
             atomic_copy(rp, orr)
     else:
         jpeg = dict(format="JPEG", quality=quality, subsampling=0)
-        atomic_save_image(_open_scaled(cp, size, "RGB"), oc, **jpeg)
+        atomic_save_pil(_open_scaled(cp, size, "RGB"), oc, **jpeg)
         mask_small = Image.fromarray(mask_full).resize(size, Image.BILINEAR, reducing_gap=3.0)
-        atomic_save_image(mask_small, om, format="PNG")
+        atomic_save_pil(mask_small, om, format="PNG")
         if triplet.real not in reals_done:
-            atomic_save_image(_open_scaled(rp, size, "RGB"), orr, **jpeg)
+            atomic_save_pil(_open_scaled(rp, size, "RGB"), orr, **jpeg)
     reals_done.add(triplet.real)
     return [w, h, round(frac, 6)]
 

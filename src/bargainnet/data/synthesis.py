@@ -35,8 +35,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import InputError, OutputError
+from ..io import atomic_copy, atomic_save_pil, atomic_write_bytes
 from . import perturb
-from .cache import atomic_copy, atomic_save_image, atomic_write_bytes
 from .perturb import FAMILIES, rejection_reason
 from .sources import (
     Photo,
@@ -370,7 +370,7 @@ def synthesize(
                     rel = f"{family}/composite_images/{name}.jpg"
                     atomic_write_bytes(sub / "composite_images" / f"{name}.jpg", _jpeg_bytes(_to_u8(comp), quality))
                     if (family, f"{photo.stem}_{j}") not in written_masks:
-                        atomic_save_image(
+                        atomic_save_pil(
                             Image.fromarray(mask.astype(np.uint8) * 255), sub / "masks" / f"{photo.stem}_{j}.png", format="PNG"
                         )
                         written_masks.add((family, f"{photo.stem}_{j}"))
@@ -468,7 +468,7 @@ def synthesize(
                     Image.open(out / sub / "masks" / f"{real_stem}_{mask_id}.png") as m:
                 rows.append((np.asarray(r.convert("RGB")), np.asarray(c.convert("RGB")), np.asarray(m.convert("L")) > 127, f))
         if rows:
-            atomic_save_image(preview_grid(rows), out / "preview.png", format="PNG")
+            atomic_save_pil(preview_grid(rows), out / "preview.png", format="PNG")
     if empty_splits:
         raise InputError(
             f"no composite was accepted for split(s) {', '.join(empty_splits)} "
