@@ -154,6 +154,26 @@ def test_pixel_limit(tmp_path, monkeypatch):
         bio.load_image(np.zeros((20, 30, 3), np.uint8), max_pixels=10)
 
 
+def test_open_image_draft_long_side(tmp_path):
+    arr = _rgb(300, 500)
+    Image.fromarray(arr).save(tmp_path / "a.jpg", quality=95)
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    assert bio.open_image(tmp_path / "a.jpg").size == (500, 300)
+    assert bio.open_image(tmp_path / "a.jpg", draft_long_side=300).size == (500, 300)  # not > 2x: full size
+    with Image.open(tmp_path / "a.jpg") as ref:  # Pillow's own DCT scaling to >= 100 px on the long side
+        ref.draft("RGB", (100, 60))
+        expected = np.asarray(ref.convert("RGB"))
+    small = bio.open_image(tmp_path / "a.jpg", draft_long_side=100)
+    assert 100 <= max(small.size) < 500
+    np.testing.assert_array_equal(np.asarray(small.convert("RGB")), expected)
+    assert bio.open_image(tmp_path / "a.png", draft_long_side=100).size == (500, 300)  # JPEG only
+    from bargainnet.data.sources import read_rgb
+
+    assert read_rgb(tmp_path / "a.jpg", max_side=100).shape == (60, 100, 3)
+    with pytest.raises(InputError, match="decompression-bomb"):
+        read_rgb(huge_png(tmp_path / "bomb.png"), max_side=100)
+
+
 # -- masks -------------------------------------------------------------------------------------
 
 

@@ -150,8 +150,15 @@ def _our_pixel_limit():
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def open_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Image.Image:
+def open_image(
+    path: str | os.PathLike, *, max_pixels: int | None = None, draft_long_side: int | None = None
+) -> Image.Image:
     """Open and fully decode an image file with EXIF orientation applied.
+
+    ``draft_long_side``: for a JPEG whose long side exceeds twice this, let the decoder scale it
+    down in the DCT domain (Pillow's ``Image.draft``, mode RGB) to a size whose long side is
+    still at least this (much faster); the caller finishes the resize. Other files are decoded
+    at full size.
 
     Raises :class:`InputError` for a missing path, a folder, an unreadable or truncated file, or
     an image over the pixel limit (checked from the header, before decoding).
@@ -176,6 +183,9 @@ def open_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Ima
     with image:
         _check_pixels(image.width, image.height, name, max_pixels)
         try:
+            if draft_long_side and image.format == "JPEG" and max(image.size) > 2 * draft_long_side:
+                s = draft_long_side / max(image.size)
+                image.draft("RGB", (round(image.width * s), round(image.height * s)))
             with _our_pixel_limit():
                 image.load()
                 transposed = ImageOps.exif_transpose(image)

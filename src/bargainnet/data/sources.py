@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ..errors import InputError
+from ..io import open_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
@@ -75,38 +76,28 @@ def list_photos(image_dir: str | os.PathLike, mask_dir: str | os.PathLike | None
 
 
 def read_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
-    """Decode ``path`` as uint8 RGB (EXIF orientation applied); downscale so that its long side is
-    at most ``max_side`` (Lanczos) when given."""
-    try:
-        with Image.open(path) as im:
-            if max_side and im.format == "JPEG" and max(im.size) > 2 * max_side:
-                # DCT-domain downscale while decoding (to >= the requested size): much faster.
-                s = max_side / max(im.size)
-                im.draft("RGB", (round(im.width * s), round(im.height * s)))
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            if max_side and max(im.size) > max_side:
-                s = max_side / max(im.size)
-                im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.LANCZOS)
-            return np.asarray(im)
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot read image {path}: {err}") from None
+    """Decode ``path`` as uint8 RGB; downscale so that its long side is at most ``max_side``
+    (Lanczos) when given, large JPEGs first while decoding.
+
+    Opened by :func:`bargainnet.io.open_image` (EXIF orientation applied, pixel limit,
+    :class:`InputError` for a missing, unreadable or truncated file); colour conversion by
+    Pillow's ``convert("RGB")``.
+    """
+    im = open_image(path, draft_long_side=max_side).convert("RGB")
+    if max_side and max(im.size) > max_side:
+        s = max_side / max(im.size)
+        im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.LANCZOS)
+    return np.asarray(im)
 
 
 def read_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode a mask file as bool (gray level > 127; the alpha channel when the file has one).
-    ``size`` (W, H) resizes it (nearest) to a downscaled photo."""
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA"):
-                im = im.getchannel("A")
-            else:
-                im = im.convert("L")
-            if size is not None and im.size != size:
-                im = im.resize(size, Image.NEAREST)
-            return np.asarray(im) > 127
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot read mask {path}: {err}") from None
+    ``size`` (W, H) resizes it (nearest) to a downscaled photo. Opened as :func:`read_rgb`."""
+    im = open_image(path)
+    im = im.getchannel("A") if im.mode in ("RGBA", "LA", "PA") else im.convert("L")
+    if size is not None and im.size != size:
+        im = im.resize(size, Image.NEAREST)
+    return np.asarray(im) > 127
 
 
 def load_photo(photo: Photo, max_side: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
