@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import analysis_report, collect_codes
     from ..errors import InputError
     from ..evaluation import load_dataset, model_method
-    from .evaluate import resolve_device
+    from ..inference import resolve_device
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     bad = [s for s in splits if s not in ("train", "test")]

@@ -48,27 +48,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def resolve_device(name: str) -> str:
-    import torch
-
-    from ..errors import InputError
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise InputError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} requested but CUDA is not available here")
-    return str(device)
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import InputError, OutputError
     from ..evaluation import evaluate, load_dataset, resolve_methods, write_report
+    from ..inference import resolve_device
     from ..metrics import get_protocol
 
     protocol = get_protocol(args.protocol)

@@ -130,11 +130,13 @@ def _check_figure(path: Path | None, inputs) -> None:
     check_output_path(path, inputs)
 
 
-def _find_mask(composite: Path) -> Path | None:
+def find_image(places) -> Path | None:
+    """The first existing ``<folder>/<stem><ext>`` over ``places`` ((folder, stem) pairs, in
+    order), trying .png first, then the other image extensions, each in lower then upper case."""
     from ..io import IMAGE_EXTENSIONS
 
     exts = (".png",) + tuple(e for e in IMAGE_EXTENSIONS if e != ".png")
-    for folder, stem in ((composite.parent, composite.stem + "_mask"), (composite.parent / "masks", composite.stem)):
+    for folder, stem in places:
         for ext in exts:
             for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
                 if candidate.is_file():
@@ -142,23 +144,45 @@ def _find_mask(composite: Path) -> Path | None:
     return None
 
 
+def _find_mask(composite: Path) -> Path | None:
+    return find_image(((composite.parent, composite.stem + "_mask"), (composite.parent / "masks", composite.stem)))
+
+
+def list_images(folder: Path, *, skip_masks: bool = False) -> list[Path]:
+    """The image files of ``folder`` (by extension; hidden files and, with ``skip_masks``, names
+    ending in ``_mask`` left out), sorted; :class:`InputError` when there is none."""
+    from ..errors import InputError
+    from ..io import IMAGE_EXTENSIONS
+
+    images = sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not (skip_masks and p.stem.endswith("_mask")) and not p.name.startswith(".")
+    )
+    if not images:
+        raise InputError(f"{folder}: no images found ({' '.join(IMAGE_EXTENSIONS)})")
+    return images
+
+
 def list_folder(input_dir: Path) -> list[tuple[Path, Path | None]]:
     """(composite, mask or None) pairs of a folder, sorted by name (see the module docstring)."""
     from ..errors import InputError
-    from ..io import IMAGE_EXTENSIONS
 
     if not input_dir.exists():
         raise InputError(f"{input_dir}: no such folder")
     if not input_dir.is_dir():
         raise InputError(f"{input_dir}: not a folder")
-    composites = sorted(
-        p for p in input_dir.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        and not p.stem.endswith("_mask") and not p.name.startswith(".")
-    )
-    if not composites:
-        raise InputError(f"{input_dir}: no images found ({' '.join(IMAGE_EXTENSIONS)})")
-    return [(p, _find_mask(p)) for p in composites]
+    return [(p, _find_mask(p)) for p in list_images(input_dir, skip_masks=True)]
+
+
+def report_failures(failed: list[tuple[Path, str]], total: int) -> int:
+    """Folder modes' ending: list the failed items on stderr; EXIT_PARTIAL when any failed, else EXIT_OK."""
+    if not failed:
+        return EXIT_OK
+    print(f"{len(failed)} of {total} failed:", file=sys.stderr)
+    for path, message in failed:
+        print(f"  {path}: {message}", file=sys.stderr)
+    return EXIT_PARTIAL
 
 
 def run(args) -> int:
@@ -272,12 +296,7 @@ def _run_folder(args) -> int:
     print(f"harmonized {done} of {len(pairs)} images into {output_dir}{note}")
     if args.figure is not None and results:
         print(f"figure: {harmonize_figure(results, args.figure)}")
-    if failed:
-        print(f"{len(failed)} of {len(pairs)} failed:", file=sys.stderr)
-        for path, message in failed:
-            print(f"  {path}: {message}", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
+    return report_failures(failed, len(pairs))
 
 
 def _message(err: Exception) -> str:

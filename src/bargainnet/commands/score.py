@@ -44,38 +44,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _mask_for(composite: Path, mask_dir: Path) -> Path | None:
     """The mask of ``composite`` in ``mask_dir``: same stem, or the iHarmony4 ``<real>_<maskid>``."""
-    from ..io import IMAGE_EXTENSIONS
+    from .harmonize import find_image
 
     stems = [composite.stem]
     parts = composite.stem.rsplit("_", 2)
     if len(parts) == 3 and all(parts):
         stems.append(f"{parts[0]}_{parts[1]}")
-    exts = (".png",) + tuple(e for e in IMAGE_EXTENSIONS if e != ".png")
-    for stem in stems:
-        for ext in exts:
-            for candidate in (mask_dir / f"{stem}{ext}", mask_dir / f"{stem}{ext.upper()}"):
-                if candidate.is_file():
-                    return candidate
-    return None
+    return find_image((mask_dir, stem) for stem in stems)
 
 
 def list_pairs(composite_dir: Path, mask_dir: Path | None) -> list[tuple[Path, Path | None]]:
     """(composite, mask or None) pairs of folder mode, sorted by composite name."""
     from ..errors import InputError
-    from ..io import IMAGE_EXTENSIONS
-    from .harmonize import list_folder
+    from .harmonize import list_folder, list_images
 
     if mask_dir is None:
         return list_folder(composite_dir)
     if not mask_dir.is_dir():
         raise InputError(f"{mask_dir}: the composite argument is a folder, so the mask argument must be a folder of masks")
-    composites = sorted(
-        p for p in composite_dir.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
-    if not composites:
-        raise InputError(f"{composite_dir}: no images found ({' '.join(IMAGE_EXTENSIONS)})")
-    return [(p, _mask_for(p, mask_dir)) for p in composites]
+    return [(p, _mask_for(p, mask_dir)) for p in list_images(composite_dir)]
 
 
 def _harmonizer(args):
@@ -147,8 +134,9 @@ def _run_folder(args, composite_dir: Path) -> int:
     from tqdm import tqdm
 
     from ..analysis import rank_by_inharmony
-    from ..errors import EXIT_OK, EXIT_PARTIAL, OutputError
+    from ..errors import OutputError
     from ..io import atomic_write_text
+    from .harmonize import report_failures
 
     mask_dir = Path(args.mask) if args.mask else None
     pairs = list_pairs(composite_dir, mask_dir)
@@ -188,9 +176,4 @@ def _run_folder(args, composite_dir: Path) -> int:
         for r in ranked[:5]:
             print(f"  {r['rank']:>3}. {r['name']}: {_fmt_row(r)}")
         print(f"wrote {out}")
-    if failed:
-        print(f"{len(failed)} of {len(pairs)} failed:", file=sys.stderr)
-        for path, message in failed:
-            print(f"  {path}: {message}", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
+    return report_failures(failed, len(pairs))
