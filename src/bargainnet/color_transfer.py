@@ -74,14 +74,15 @@ def _check_strength(strength: float) -> float:
 
 def apply_region(
     name: str,
-    transfer: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    transfer: Callable[..., np.ndarray],
     image: np.ndarray,
     mask: np.ndarray,
     reference: np.ndarray,
     reference_mask: np.ndarray,
     strength: float = 1.0,
+    **params,
 ) -> np.ndarray:
-    """Validate the inputs, run ``transfer(src, stats_rows, ref)`` and blend it into the region.
+    """Validate the inputs, run ``transfer(src, stats_rows, ref, **params)`` and blend it into the region.
 
     ``src`` is float64 ``(N, 3)``: the pixels whose mask is > 0; ``stats_rows`` ``(N,)`` bool marks
     those with mask > 0.5 (the statistics set); ``ref`` ``(M, 3)`` the reference pixels with
@@ -108,7 +109,7 @@ def apply_region(
     src = image[touched].astype(np.float64)  # (N, 3)
     stats_sel = m[touched] > 0.5
     ref = reference[rm > 0.5].astype(np.float64)  # (M, 3)
-    new = transfer(src, stats_sel, ref)
+    new = transfer(src, stats_sel, ref, **params)
     w = (strength * m[touched])[:, None]
     blended = np.clip(src + w * (new - src), 0.0, 1.0)
     out[touched] = blended.astype(image.dtype)
@@ -156,8 +157,9 @@ def reinhard(
     ``max_gain`` (None = exact transfer) bounds the scale ``sd_r / sd_s`` to
     ``[1/max_gain, max_gain]``: a flat region matched to a varied one otherwise amplifies its noise.
     """
-    fn = lambda s, m, r: _reinhard_map(s, m, r, max_gain)  # noqa: E731
-    return apply_region("reinhard", fn, image, mask, reference, reference_mask, strength)
+    return apply_region(
+        "reinhard", _reinhard_map, image, mask, reference, reference_mask, strength, max_gain=max_gain
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,8 +207,9 @@ def histogram_match(
     ``max_gain`` (None = exact) bounds the slope of each channel's map (then shifted to keep
     its mean), so that a flat region's noise is not stretched into colour speckle.
     """
-    fn = lambda s, m, r: _histogram_map(s, m, r, max_gain)  # noqa: E731
-    return apply_region("histogram_match", fn, image, mask, reference, reference_mask, strength)
+    return apply_region(
+        "histogram_match", _histogram_map, image, mask, reference, reference_mask, strength, max_gain=max_gain
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,8 +267,9 @@ def covariance_transfer(
     :func:`reinhard`. ``max_gain`` (None = exact) clips the eigenvalues of the symmetric ``A`` to
     ``[1/max_gain, max_gain]``. Reference: Pitié & Kokaram, CVMP 2007.
     """
-    fn = lambda s, m, r: _covariance_map(s, m, r, max_gain)  # noqa: E731
-    return apply_region("covariance_transfer", fn, image, mask, reference, reference_mask, strength)
+    return apply_region(
+        "covariance_transfer", _covariance_map, image, mask, reference, reference_mask, strength, max_gain=max_gain
+    )
 
 
 METHODS: dict[str, Callable[..., np.ndarray]] = {

@@ -127,13 +127,17 @@ def to_uint8_truncate(image: Any) -> np.ndarray:
     to [0, 255] before the cast (a tanh output cannot leave it; the cast of out-of-range floats is
     undefined in numpy).
     """
-    x = _chw_to_hwc(_numpy(image)).astype(np.float32)
-    return np.clip((x + 1.0) / 2.0 * 255.0, 0.0, 255.0).astype(np.uint8)
+    return _scale255(image, np.float32).astype(np.uint8)
 
 
 def to_float255(image: Any) -> np.ndarray:
     """``(x + 1) / 2 * 255`` clipped to [0, 255], float64, channels last (``standard`` protocol)."""
-    x = _chw_to_hwc(_numpy(image)).astype(np.float64)
+    return _scale255(image, np.float64)
+
+
+def _scale255(image: Any, dtype) -> np.ndarray:
+    """``(x + 1) / 2 * 255`` clipped to [0, 255], computed in ``dtype``, channels last."""
+    x = _chw_to_hwc(_numpy(image)).astype(dtype)
     return np.clip((x + 1.0) / 2.0 * 255.0, 0.0, 255.0)
 
 
@@ -267,7 +271,7 @@ def image_metrics(
         "mse": mse(o, r),
         "psnr": psnr(o, r, data_range),
         "fmse": fmse(o, r, fm),
-        "fg_ratio": float(fm.mean() * 100.0),
+        "fg_ratio": foreground_ratio(fm),
     }
 
 
