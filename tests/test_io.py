@@ -265,6 +265,13 @@ def test_atomic_helpers_write_exact_content_and_leave_no_temporary(tmp_path, mon
         bio.atomic_write_text(tmp_path / "afile" / "t.txt", "x")
 
 
+def test_make_folder(tmp_path):
+    assert bio.make_folder(tmp_path / "a" / "b", writable=True).is_dir()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match=r"cannot create cache folder .*afile.*\(choose another\)$"):
+        bio.make_folder(tmp_path / "afile" / "c", "cache folder", hint=" (choose another)")
+
+
 def test_save_refusals(tmp_path):
     arr = _rgb()
     src = tmp_path / "in.png"

@@ -421,6 +421,25 @@ def check_output_path(path: str | os.PathLike, inputs: Iterable = (), *, alpha: 
     return out
 
 
+def make_folder(
+    folder: str | os.PathLike, what: str = "output folder", *, hint: str = "", writable: bool = False
+) -> Path:
+    """Create ``folder`` (with its parents) when missing; with ``writable``, also check that files
+    can be created in it. ``what`` names it and ``hint`` ends the messages.
+
+    Raises :class:`OutputError` ("cannot create <what> <folder>: <reason><hint>", or "<what>
+    <folder> is not writable<hint>").
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create {what} {folder}: {err.strerror or err}{hint}") from None
+    if writable and not os.access(folder, os.W_OK):
+        raise OutputError(f"{what} {folder} is not writable{hint}")
+    return folder
+
+
 def atomic_write(
     path: str | os.PathLike, write, *, suffix: str | None = None, fsync: bool = False
 ) -> Path:
@@ -435,13 +454,10 @@ def atomic_write(
     ``write`` propagate unchanged.
     """
     out = Path(path)
-    parent = out.parent if str(out.parent) else Path(".")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except (OSError, FileExistsError) as err:
-        raise OutputError(f"{out}: cannot create output folder {parent}: {err.strerror or err}") from None
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{out}: output folder {parent} is not writable")
+        parent = make_folder(out.parent, writable=True)
+    except OutputError as err:
+        raise OutputError(f"{out}: {err}") from None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix or out.suffix, dir=parent)
     except OSError as err:

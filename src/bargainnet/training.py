@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import OptimConfig, TrainConfig, save_config
 from .errors import EXIT_FAILURE, InputError, OutputError, UserError
-from .io import atomic_save_pil, atomic_write, atomic_write_text
+from .io import atomic_save_pil, atomic_write, atomic_write_text, make_folder
 from .losses import bargainnet_loss
 from .models.bargainnet import BargainNet
 
@@ -736,10 +736,7 @@ def train(
         if stored.model != config.model:
             diff = {k: (v, getattr(config.model, k)) for k, v in stored.model.to_dict().items() if getattr(config.model, k) != v}
             raise InputError(f"cannot resume {resume_path} with a different model: (checkpoint, now) = {diff}")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create run folder {out_dir}: {err}") from None
+    make_folder(out_dir, "run folder")
 
     t = config.trainer
     L.seed_everything(t.seed, workers=True, verbose=False)

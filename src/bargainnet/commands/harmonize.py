@@ -225,15 +225,9 @@ def run(args) -> int:
 
 def _prepare_folder(folder: Path) -> None:
     """Create the output folder now, so an unwritable place fails before any work."""
-    import os
+    from ..io import make_folder
 
-    folder = folder if str(folder) else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{folder}: cannot create the output folder: {err.strerror or err}") from None
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{folder}: the output folder is not writable")
+    make_folder(folder, "the output folder", writable=True)
 
 
 def _harmonizer(args):

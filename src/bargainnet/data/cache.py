@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError, OutputError
-from ..io import atomic_copy, atomic_save_pil, atomic_write_bytes
+from ..io import atomic_copy, atomic_save_pil, atomic_write_bytes, make_folder
 
 CACHE_DIRNAME = "bargainnet_cache"
 INDEX = "index.json"
@@ -166,10 +166,7 @@ def build_cache(
         raise InputError(f"short_side must be at least 64 px, got {short_side}")
     if out.resolve() == root.resolve():
         raise OutputError(f"the cache folder must differ from the dataset root {root}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create cache folder {out}: {err} (choose another with --out)") from None
+    make_folder(out, "cache folder", hint=" (choose another with --out)")
     index = None
     if (out / INDEX).is_file():
         index = CacheIndex.read(out)

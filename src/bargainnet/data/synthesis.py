@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import InputError, OutputError
-from ..io import atomic_copy, atomic_save_pil, atomic_write_bytes
+from ..io import atomic_copy, atomic_save_pil, atomic_write_bytes, make_folder
 from . import perturb
 from .perturb import FAMILIES, rejection_reason
 from .sources import (
@@ -145,10 +145,7 @@ def _check_out(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
         raise OutputError(f"output {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputError(f"output folder {out} is not empty (pass overwrite=True / --overwrite)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create output folder {out}: {err}") from None
+    make_folder(out)
 
 
 def _split_photos(n: int, test_fraction: float, n_test: int | None, seed: int) -> tuple[list[int], list[int]]:
