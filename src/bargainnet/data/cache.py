@@ -186,7 +186,6 @@ def build_cache(
     if bad and not skip_bad:
         raise InputError(describe_problems(problems, str(root)))
     todo = [t for t in todo if t.name not in bad]
-    reals_done: set = set()
     skipped: list[tuple[str, str]] = [(n, "missing") for n in sorted(bad)]
     # One real per worker at a time would race on shared reals: group items by real image.
     groups: dict[str, list] = {}

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ..errors import InputError, OutputError
+from ..errors import InputError
+from ..io import atomic_write
 from .bargainnet import BargainNet, BargainNetConfig
 
 FORMAT_NAME = "bargainnet"
@@ -130,14 +130,7 @@ def save_weights(model: BargainNet, path: str | os.PathLike, dtype: torch.dtype 
         "config": json.dumps(model.config.to_dict()),
         **{k: str(v) for k, v in info.items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OutputError(f"cannot write weights to {path}: {err}") from None
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), suffix=".tmp")
     return path
 
 
