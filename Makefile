@@ -1,12 +1,17 @@
 PYTHON ?= python3
+# torch 2.13.0 is this sandbox's local CPU build; elsewhere pip falls back to any torch >= 2.3.
+TORCH ?= torch==2.13.0
 
-.PHONY: install test demo
+.PHONY: install install-test test demo
 
 install:
-	$(PYTHON) -m pip install -q torch==2.13.0 || $(PYTHON) -m pip install -q "torch>=2.3"
+	$(PYTHON) -m pip install -q "$(TORCH)" || $(PYTHON) -m pip install -q "torch>=2.3"
+	$(PYTHON) -m pip install -q -e .
+
+install-test: install
 	$(PYTHON) -m pip install -q -e ".[test]"
 
-test: install
+test: install-test
 	$(PYTHON) -m pytest
 
 demo: install
