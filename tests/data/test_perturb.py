@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from skimage import color
 
 from bargainnet.data import perturb
 from bargainnet.data.sources import ellipse_mask, object_mask, procedural_photo, shape_mask
@@ -58,7 +56,6 @@ def test_pixel_ops_reference_values():
     x = np.array([[0.0, 0.5, 1.0], [0.2, 0.4, 0.6]])
     # sRGB round trip and one stop brighter = linear x2
     np.testing.assert_allclose(perturb.linear_to_srgb(perturb.srgb_to_linear(x)), x, atol=1e-12)
-    lin = color.rgb2xyz  # noqa: F841 (skimage uses the same IEC 61966-2-1 curve)
     np.testing.assert_allclose(perturb.srgb_to_linear(np.array([0.5])), [0.21404114], atol=1e-7)
     np.testing.assert_allclose(
         perturb.srgb_to_linear(perturb.exposure(x[1:], 1.0)), np.clip(2 * perturb.srgb_to_linear(x[1:]), 0, 1), atol=1e-12

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bargainnet.data import perturb
 from bargainnet.data.iharmony4 import IHarmony4Dataset, parse_composite_name
-from bargainnet.data.sources import Photo, procedural_photos
+from bargainnet.data.sources import procedural_photos
 from bargainnet.data.synthesis import FAMILIES, draw_composite, make_tiny_dataset, synthesize
 from bargainnet.errors import InputError, OutputError
 from tests.conftest import LALONDE
