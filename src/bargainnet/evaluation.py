@@ -310,7 +310,8 @@ def evaluate(
     ``dataset`` yields dicts with ``composite``/``real`` (3, H, W) in [-1, 1], ``mask``
     (1, H, W) in {0, 1}, ``name`` and ``subset`` (as :class:`bargainnet.data.iharmony4.IHarmony4Dataset`).
     ``limit`` evaluates ``limit`` items spread evenly over the dataset. Under ``published`` the
-    fMSE mask is the nearest-resized mask file (:class:`NearestMasks`) when the dataset can say
+    mask given to the methods and used for fMSE is the nearest-resized mask file
+    (:class:`NearestMasks`, as the published test's PIL mode-"1" mask) when the dataset can say
     where its files are. Returns per-image records with keys
     method, name, subset, fg_ratio (percent), mse, psnr, fmse.
     """
@@ -341,7 +342,8 @@ def evaluate(
                     f"{method.key}: images are {h}x{w} but this model needs multiples of "
                     f"{method.size_multiple}; evaluate at --size {max(256, method.size_multiple)}"
                 )
-            out = method.run(composite, mask)
+            # The published test feeds its nearest-resized mode-"1" mask to the model as well.
+            out = method.run(composite, batch.get("fmse_mask", mask))
             if not isinstance(out, torch.Tensor) or out.shape != composite.shape:
                 raise InputError(f"{method.key}: output shape {getattr(out, 'shape', None)} != {tuple(composite.shape)}")
             scores = batch_metrics(out, real, mask, proto, composite=composite, fmse_mask=batch.get("fmse_mask"))
