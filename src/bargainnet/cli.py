@@ -21,16 +21,16 @@ from .errors import EXIT_FAILURE, UserError
 # name -> module under bargainnet.commands. Keep sorted by how often users need them.
 COMMANDS: dict[str, str] = {
     "harmonize": "harmonize",
-    "export-onnx": "export_onnx",
-    "convert": "convert",
-    "bradley-terry": "bradley_terry",
-    "evaluate": "evaluate",
-    "synth": "synth",
-    "data": "data",
     "score": "score",
+    "evaluate": "evaluate",
     "analyze": "analyze",
     "train": "train",
     "export-weights": "export_weights",
+    "convert": "convert",
+    "export-onnx": "export_onnx",
+    "synth": "synth",
+    "data": "data",
+    "bradley-terry": "bradley_terry",
 }
 
 
