@@ -87,7 +87,7 @@ def child_end_to_end(args) -> dict:
     if args.backend == "pytorch":
         harmonizer = Harmonizer(_model(args))
     else:  # exported once by the parent process
-        from bargainnet.export import OnnxRunner
+        from bargainnet.inference.onnx import OnnxRunner
 
         harmonizer = Harmonizer(runner=OnnxRunner(Path(args.tmp) / "model.onnx", threads=args.threads))
     rss_model = _peak_mib()
@@ -116,7 +116,7 @@ def child_network(args) -> dict:
     """Network-only latency at the working size, batch 1: PyTorch eval vs onnxruntime."""
     import torch
 
-    from bargainnet.export import InferenceGraph, OnnxRunner
+    from bargainnet.inference.onnx import InferenceGraph, OnnxRunner
 
     torch.set_num_threads(args.threads)
     c = torch.rand(1, 3, 256, 256) * 2 - 1
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bargainnet-bench-") as tmp:
         args.tmp = tmp
         make_inputs(Path(tmp), args.photo)
-        from bargainnet.export import export_onnx
+        from bargainnet.inference.onnx import export_onnx
 
         export_onnx(_model(args), Path(tmp) / "model.onnx")
         print(f"machine: {platform.machine()} {os.cpu_count()} CPUs ({args.threads} threads), "

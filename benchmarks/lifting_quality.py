@@ -10,7 +10,7 @@ with Gaussian noise (``--noise``) to mimic an imperfect network. Two full-resolu
 compared with the real photo inside the foreground (PSNR, peak 1):
 
 * upsample: the low-res output upsampled bilinearly, pasted with the full-res mask;
-* lift: ``bargainnet.lifting.lift`` (local affine colour transform), pasted with the full-res mask.
+* lift: ``bargainnet.inference.lifting.lift`` (local affine colour transform), pasted with the full-res mask.
 
 Photos: ``--photos DIR`` (every .jpg/.png of at least 1024 px on its long side). The figures in
 docs/benchmarks.md use the 12 photos of Debian's ``mate-backgrounds`` package::

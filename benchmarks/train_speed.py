@@ -32,7 +32,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from bargainnet.config import load_config  # noqa: E402
+from bargainnet.training.config import load_config  # noqa: E402
 from bargainnet.training import BargainNetModule  # noqa: E402
 
 
@@ -90,7 +90,7 @@ def measure(config, batch: int, precision: str, device: str, channels_last: bool
 
 def _loss(module, batch):
     """The loss of ``BargainNetModule.training_step`` without Lightning's logging."""
-    from bargainnet.losses import bargainnet_loss
+    from bargainnet.training.losses import bargainnet_loss
 
     c, m, r = batch["composite"], batch["mask"], batch["real"]
     if module.needs_triplet_codes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from bargainnet import bradley_terry as bt
+from bargainnet.evaluation import bradley_terry as bt
 from bargainnet.cli import main
 
 

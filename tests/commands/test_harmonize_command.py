@@ -248,7 +248,7 @@ def test_usage_errors_and_no_default_weights(weights, tmp_path, capsys, monkeypa
     assert code == 2 and "-o/--output" in err
     code, _, err = run(["harmonize", str(comp), str(mask), "--input-dir", str(tmp_path), "-o", "x.png"], capsys)
     assert code == 2
-    from bargainnet import inference
+    from bargainnet.inference import harmonizer as inference
 
     monkeypatch.setattr(inference, "default_weights_path", lambda: tmp_path / "default.safetensors")
     code, _, err = run(["harmonize", str(comp), str(mask), "-o", str(tmp_path / "o.png")], capsys)

@@ -117,7 +117,7 @@ def test_metrics_in_summary(tmp_path):
     rows = summary["metrics"]["test"]
     assert set(rows) == {*FAMILIES, "all"} and rows["all"]["n"] == 3
     # Independent check of one row: published protocol on the 64 px images resized to 256.
-    from bargainnet.metrics import image_metrics
+    from bargainnet.evaluation.metrics import image_metrics
     from bargainnet.data.transforms import test_transform
 
     ds = IHarmony4Dataset(tmp_path / "o", "test", transform=test_transform(256))

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from bargainnet.losses import LossConfig, bargainnet_loss
+from bargainnet.training.losses import LossConfig, bargainnet_loss
 from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
 
 from tests.conftest import FIXTURES

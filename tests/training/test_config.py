@@ -1,11 +1,11 @@
-"""Configuration files, overrides and their errors (bargainnet.config)."""
+"""Configuration files, overrides and their errors (bargainnet.training.config)."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from bargainnet.config import TrainConfig, load_config, parse_override, save_config
+from bargainnet.training.config import TrainConfig, load_config, parse_override, save_config
 from bargainnet.errors import InputError
 from tests.conftest import REPO
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bargainnet.config import load_config
+from bargainnet.training.config import load_config
 from bargainnet.errors import OutputError
 from bargainnet.models.bargainnet import BargainNet
 from bargainnet.training import (
@@ -101,7 +101,7 @@ def test_validation_metrics_agree_with_bargainnet_metrics(tiny_run, tiny_root):
     """val/mse of the last validation = mean per-image published MSE of the checkpoint's output."""
     from bargainnet.data.iharmony4 import IHarmony4Dataset
     from bargainnet.data.transforms import test_transform
-    from bargainnet.metrics import image_metrics
+    from bargainnet.evaluation.metrics import image_metrics
 
     out, _, cfg, result = tiny_run
     model = model_from_checkpoint(out / "last.ckpt")

@@ -33,9 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..analysis import analysis_report, collect_codes
     from ..errors import InputError
     from ..evaluation import load_dataset, model_method
+    from ..evaluation.analysis import analysis_report, collect_codes
     from ..inference import resolve_device
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]

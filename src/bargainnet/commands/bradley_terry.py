@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..bradley_terry import fit, read_pairs
     from ..errors import OutputError
+    from ..evaluation.bradley_terry import fit, read_pairs
     from ..io import atomic_write_text
 
     out = Path(args.output) if args.output else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..evaluation.protocols import PROTOCOL_NAMES
+
 HELP = "evaluate models and classical baselines on an iHarmony4-layout dataset (paper Table 1, supplement Table 1)"
 
 METHOD_HELP = (
@@ -26,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", action="append", default=[], metavar="W",
                         help="BargainNet .safetensors weights to evaluate (repeatable)")
     parser.add_argument("--methods", default=None, help=METHOD_HELP)
-    parser.add_argument("--protocol", choices=("published", "standard"), default="published",
+    parser.add_argument("--protocol", choices=PROTOCOL_NAMES, default="published",
                         help="how outputs are scored (default: published)")
     parser.add_argument("--split", choices=("test", "train"), default="test")
     parser.add_argument("--subsets", default=None, help="comma-separated sub-datasets to keep (default: all)")
@@ -53,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import InputError, OutputError
     from ..evaluation import evaluate, load_dataset, resolve_methods, write_report
+    from ..evaluation.metrics import get_protocol
     from ..inference import resolve_device
-    from ..metrics import get_protocol
 
     protocol = get_protocol(args.protocol)
     if args.batch_size < 1:

@@ -1,7 +1,7 @@
 """``bargainnet export-onnx``: export the inference graph to ONNX (dynamic batch).
 
 The graph takes ``composite`` (B, 3, S, S) in [-1, 1] and ``mask`` (B, 1, S, S) and returns
-``harmonized``, ``inharmony_before`` and ``inharmony_after`` (see :mod:`bargainnet.export`). Use it
+``harmonized``, ``inharmony_before`` and ``inharmony_after`` (see :mod:`bargainnet.inference.onnx`). Use it
 with ``bargainnet harmonize --weights model.onnx`` (onnxruntime), or any ONNX runtime.
 """
 
@@ -24,8 +24,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..errors import InputError
-    from ..export import compare_with_torch, default_size, export_onnx
     from ..inference import default_weights_path
+    from ..inference.onnx import compare_with_torch, default_size, export_onnx
     from ..models.convert import load_weights
 
     weights = Path(args.weights) if args.weights else default_weights_path()

@@ -27,7 +27,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import InputError, OutputError
     from ..models.convert import save_weights
-    from ..training import LAST, checkpoint_config, find_checkpoints, model_from_checkpoint, read_checkpoint
+    from ..training import (
+        LAST,
+        checkpoint_config,
+        find_checkpoints,
+        model_from_checkpoint,
+        read_checkpoint,
+    )
 
     source = Path(args.source)
     if source.is_dir():

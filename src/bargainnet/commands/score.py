@@ -102,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _score_items(harmonizer, pairs, args) -> list:
     """Rows (dicts) or the exception of each item, in order."""
-    from ..analysis import harmony_score
     from ..errors import InputError, UserError
+    from ..models.bargainnet import harmony_score
 
     results: list = [None] * len(pairs)
     prepared = []
@@ -133,8 +133,8 @@ def _run_folder(args, composite_dir: Path) -> int:
 
     from tqdm import tqdm
 
-    from ..analysis import rank_by_inharmony
     from ..errors import OutputError
+    from ..evaluation.analysis import rank_by_inharmony
     from ..io import atomic_write_text
     from .harmonize import report_failures
 

@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from ..config import load_config
     from ..errors import InputError
+    from ..training.config import load_config
 
     flag_overrides = []
     if args.devices is not None:
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None:
         config = load_config(args.config, overrides)
     elif resume_path is not None:
-        from ..config import TrainConfig, apply_overrides
+        from ..training.config import TrainConfig, apply_overrides
 
         stored = checkpoint_config(resume_path)
         config = TrainConfig.from_dict(apply_overrides(stored.to_dict(), overrides), f"{resume_path} + overrides")

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import color_transfer
+from ..evaluation import color_transfer
 from ..errors import InputError
 
 FAMILIES = ("transfer", "retouch", "illumination")

@@ -161,7 +161,7 @@ def _split_photos(n: int, test_fraction: float, n_test: int | None, seed: int) -
 
 def _input_metrics(out: Path, split: str, size: int = 256) -> dict[str, dict[str, float]]:
     """Mean MSE/fMSE/PSNR of the written input composites vs reals, published protocol."""
-    from ..metrics import image_metrics
+    from ..evaluation.metrics import image_metrics
     from .iharmony4 import IHarmony4Dataset
     from .transforms import test_transform
 

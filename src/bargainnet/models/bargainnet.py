@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -205,8 +206,13 @@ class BargainNet(nn.Module):
         }
 
 
-def harmony_score(distance: Tensor | float) -> Tensor | float:
-    """exp(−0.04212·d): maps an inharmony distance to (0, 1], 1 = harmonious."""
+def harmony_score(distance):
+    """exp(−0.04212·d): maps an inharmony distance to (0, 1], 1 = harmonious (BCMI libcom's bounded score).
+
+    A tensor gives a tensor, a number gives a float, anything else (arrays, lists) a float64 array.
+    """
     if isinstance(distance, Tensor):
         return torch.exp(-HARMONY_SCORE_SCALE * distance)
-    return math.exp(-HARMONY_SCORE_SCALE * distance)
+    if isinstance(distance, (int, float)):
+        return math.exp(-HARMONY_SCORE_SCALE * distance)
+    return np.exp(-HARMONY_SCORE_SCALE * np.asarray(distance, dtype=np.float64))

@@ -30,7 +30,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
+from ..models.bargainnet import HARMONY_SCORE_SCALE, harmony_score
+from .evaluator import subsample_indices
+from .report import json_safe
 
 __all__ = [
     "REQUIREMENTS",
@@ -49,7 +52,6 @@ __all__ = [
     "analysis_report",
 ]
 
-HARMONY_SCORE_SCALE = 0.04212
 
 # (label, (anchor, closer, farther)) — requirement: d(anchor, closer) < d(anchor, farther).
 REQUIREMENTS: tuple[tuple[str, tuple[str, str, str]], ...] = (
@@ -62,13 +64,6 @@ REQUIREMENTS: tuple[tuple[str, tuple[str, str, str]], ...] = (
 )
 # Paper Table 2, test set: the six requirements, then all six (percent of triplets).
 PAPER_TABLE2_TEST: tuple[float, ...] = (90.28, 97.39, 91.87, 89.28, 96.26, 89.09, 81.36)
-
-
-def harmony_score(distance: Any) -> Any:
-    """exp(−0.04212·d): inharmony distance → bounded score in (0, 1], 1 = harmonious (libcom)."""
-    if isinstance(distance, (int, float)):
-        return math.exp(-HARMONY_SCORE_SCALE * distance)
-    return np.exp(-HARMONY_SCORE_SCALE * np.asarray(distance, dtype=np.float64))
 
 
 def _codes(z_b, z_f, z_f_harm, z_f_comp) -> dict[str, np.ndarray]:
@@ -119,16 +114,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     if ok.sum() < 3:
         return math.nan
     return float(spearmanr(x[ok], y[ok]).statistic)
-
-
-def subsample_indices(n: int, limit: int | None) -> list[int]:
-    """``limit`` indices spread evenly over ``range(n)`` (all when ``limit`` is None or >= n), so
-    that a limited run still sees every sub-dataset of a list sorted by sub-dataset."""
-    if limit is None or limit >= n:
-        return list(range(n))
-    if limit < 1:
-        raise InputError(f"limit must be >= 1, got {limit}")
-    return sorted({int(round(i)) for i in np.linspace(0, n - 1, limit)})
 
 
 @dataclass
@@ -291,15 +276,13 @@ def analysis_report(analyses: Sequence[CodeAnalysis], output_dir, weights: str =
     import json
     from pathlib import Path
 
-    from .io import atomic_write, atomic_write_text
+    from ..io import atomic_write, atomic_write_text
 
     out = Path(output_dir)
     paths = {"markdown": out / "analysis.md", "json": out / "analysis.json", "csv": out / "per_image.csv"}
     atomic_write_text(paths["markdown"], analysis_markdown(analyses, weights, data_root))
     payload = {"weights": weights, "data_root": data_root, "splits": [a.summary() for a in analyses]}
-    from .evaluation import _json_safe
-
-    atomic_write_text(paths["json"], json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(paths["json"], json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["split", "name", "subset"] + [f"req{i + 1}" for i in range(len(REQUIREMENTS))]

@@ -1,10 +1,10 @@
 """Batched evaluation of harmonization methods on an iHarmony4-layout dataset (paper Table 1 and
-supplement Table 1), under a named protocol (:mod:`bargainnet.metrics`).
+supplement Table 1), under a named protocol (:mod:`bargainnet.evaluation.metrics`).
 
 A *method* maps a batch of composites (B, 3, H, W) in [-1, 1] and masks (B, 1, H, W) to its raw
 output; the protocol decides what is scored (``published``: the raw output; ``standard``: the
 output composited over the input background). Methods are the classical baselines of
-:mod:`bargainnet.baselines` (``composite`` = the input itself) and BargainNet weights files.
+:mod:`bargainnet.evaluation.baselines` (``composite`` = the input itself) and BargainNet weights files.
 
 Results are accumulated per image, then averaged per sub-dataset with an "All" row (a mean over
 images, as the published code does, not over sub-datasets) and per foreground-ratio bin
@@ -22,9 +22,6 @@ Python::
 
 from __future__ import annotations
 
-import csv
-import io as _io
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -33,50 +30,26 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..data.iharmony4 import SUBSETS as IHARMONY4_SUBSETS
+from ..errors import InputError
 from .baselines import BASELINES, LABELS
-from .errors import InputError, OutputError
 from .metrics import RATIO_BINS, batch_metrics, get_protocol, ratio_bin
 
 __all__ = [
     "Method",
     "EvaluationResult",
     "IHARMONY4_SUBSETS",
-    "PAPER_TABLE1",
-    "PAPER_RATIO_TABLE",
     "load_dataset",
     "baseline_method",
     "model_method",
     "resolve_methods",
     "evaluate",
     "summarize",
-    "write_report",
+    "subsample_indices",
 ]
 
-IHARMONY4_SUBSETS = ("HCOCO", "HAdobe5k", "HFlickr", "Hday2night")
 ALL = "All"
 METRICS = ("mse", "psnr", "fmse")
-
-# Paper (ICME 2021) Table 1, iHarmony4 test set, published protocol: (MSE, PSNR) per sub-dataset,
-# fMSE for all. The input composite's per-sub-dataset numbers are not restated in DESIGN §1.
-PAPER_TABLE1: dict[str, dict[str, Any]] = {
-    "Input composite": {"All": (172.47, 31.63)},
-    "BargainNet (paper)": {
-        "HCOCO": (24.84, 37.03),
-        "HAdobe5k": (39.94, 35.34),
-        "HFlickr": (97.32, 31.34),
-        "Hday2night": (50.98, 35.67),
-        "All": (37.82, 35.88),
-        "fmse": 405.23,
-    },
-}
-# Supplement Table 1: BargainNet by foreground ratio, (MSE, fMSE).
-PAPER_RATIO_TABLE: dict[str, tuple[float, float]] = {
-    "0-5%": (10.55, 450.33),
-    "5-15%": (32.13, 359.49),
-    "15-100%": (109.23, 353.84),
-    "All": (37.82, 405.23),
-}
-
 
 @dataclass
 class Method:
@@ -115,8 +88,8 @@ def load_dataset(root: str | os.PathLike, split: str = "test", subsets: Sequence
 
     Raises :class:`InputError` when ``root`` is missing or has no image lists for ``split``.
     """
-    from .data.iharmony4 import IHarmony4Dataset
-    from .data.transforms import test_transform
+    from ..data.iharmony4 import IHarmony4Dataset
+    from ..data.transforms import test_transform
 
     root = Path(root)
     if not root.is_dir():
@@ -133,7 +106,7 @@ def load_dataset(root: str | os.PathLike, split: str = "test", subsets: Sequence
 
 
 def baseline_method(name: str) -> Method:
-    """A classical baseline (:data:`bargainnet.baselines.BASELINES`) as a :class:`Method`."""
+    """A classical baseline (:data:`bargainnet.evaluation.baselines.BASELINES`) as a :class:`Method`."""
     from .baselines import harmonize_batch
 
     if name not in BASELINES:
@@ -149,7 +122,7 @@ def model_method(
     The generator's raw output G(Ĩ, M, z_b) is returned (the protocol decides whether it is
     composited). With ``working_size`` S different from the evaluation size, the model runs on
     the S×S resized composite and its colour change is lifted to the evaluation size
-    (:mod:`bargainnet.lifting`, as ``bargainnet harmonize`` does); that output is composited. ``mode="eval"`` (default) runs the model in eval mode; ``mode="train"``
+    (:mod:`bargainnet.inference.lifting`, as ``bargainnet harmonize`` does); that output is composited. ``mode="eval"`` (default) runs the model in eval mode; ``mode="train"``
     reproduces the published ``test.py`` (train mode: dropout on, BatchNorm with each image's own
     statistics, so images are run one at a time). Inference is under ``torch.no_grad``.
     """
@@ -160,7 +133,7 @@ def model_method(
     info: dict[str, Any] = {}
     if isinstance(model_or_path, (str, os.PathLike)):
         path = Path(model_or_path)
-        from .models.convert import load_weights
+        from ..models.convert import load_weights
 
         try:
             model = load_weights(path, device=device)
@@ -211,7 +184,7 @@ def _lifted(network: Callable, composite, mask, size: int):
     import torch
     import torch.nn.functional as F
 
-    from .lifting import lift
+    from ..inference.lifting import lift
 
     low = F.interpolate(composite, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     weight = F.interpolate(mask, size=(size, size), mode="area")
@@ -319,8 +292,6 @@ def evaluate(
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
 
-    from .analysis import subsample_indices
-
     proto = get_protocol(protocol)
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
@@ -406,203 +377,11 @@ def summarize(records: Sequence[dict[str, Any]], method_keys: Sequence[str] | No
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# reports
-
-
-def _fmt(x: float, digits: int = 2) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def comparison_table(result: EvaluationResult, summary: dict[str, Any] | None = None) -> str:
-    """Markdown table whose rows read like the paper's Table 1: one row per method; per
-    sub-dataset MSE↓ / PSNR↑, then All MSE↓ / PSNR↑ / fMSE↓."""
-    summary = summary or result.summary()
-    subsets = _subset_order({s for v in summary.values() for s in v["subsets"] if s != ALL})
-    head = ["Method"] + [f"{s} {m}" for s in subsets for m in ("MSE↓", "PSNR↑")] + ["All MSE↓", "All PSNR↑", "All fMSE↓"]
-    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
-    for method in result.methods:
-        s = summary[method.key]["subsets"]
-        cells = [method.label]
-        for sub in subsets:
-            b = s.get(sub)
-            cells += [_fmt(b["mse"]), _fmt(b["psnr"])] if b else ["", ""]
-        cells += [_fmt(s[ALL]["mse"]), _fmt(s[ALL]["psnr"]), _fmt(s[ALL]["fmse"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def ratio_table(result: EvaluationResult, summary: dict[str, Any] | None = None) -> str:
-    """Markdown table like the supplement's Table 1: MSE↓ and fMSE↓ by foreground ratio."""
-    summary = summary or result.summary()
-    bins = [label for label, _, _ in RATIO_BINS] + [ALL]
-    head = ["Method"] + [f"{b} {m}" for b in bins for m in ("MSE↓", "fMSE↓")]
-    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
-    counts = summary[result.methods[0].key]["ratio_bins"]
-    lines.append("| " + " | ".join(["*images*"] + [c for b in bins for c in (f"*{counts[b]['n']}*", "")]) + " |")
-    for method in result.methods:
-        r = summary[method.key]["ratio_bins"]
-        cells = [method.label] + [c for b in bins for c in (_fmt(r[b]["mse"]), _fmt(r[b]["fmse"]))]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def paper_tables() -> str:
-    """The paper's own numbers (iHarmony4 test set, published protocol), for reference."""
-    subs = list(IHARMONY4_SUBSETS) + [ALL]
-    head = ["Method"] + [f"{s} {m}" for s in subs for m in ("MSE↓", "PSNR↑")] + ["All fMSE↓"]
-    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
-    for name, row in PAPER_TABLE1.items():
-        cells = [name]
-        for s in subs:
-            cells += [_fmt(row[s][0]), _fmt(row[s][1])] if s in row else ["—", "—"]
-        cells.append(_fmt(row.get("fmse", math.nan)))
-        lines.append("| " + " | ".join(cells) + " |")
-    bins = [label for label, _, _ in RATIO_BINS] + [ALL]
-    lines += ["", "| Method | " + " | ".join(f"{b} MSE↓ | {b} fMSE↓" for b in bins) + " |",
-              "|---" + "|---:" * (2 * len(bins)) + "|",
-              "| BargainNet (paper) | " + " | ".join(f"{_fmt(PAPER_RATIO_TABLE[b][0])} | {_fmt(PAPER_RATIO_TABLE[b][1])}" for b in bins) + " |"]
-    return "\n".join(lines) + "\n"
-
-
-def per_method_table(result: EvaluationResult, method: Method, summary: dict[str, Any]) -> str:
-    """Table 1 for one method: rows = sub-datasets and All; columns n, MSE, PSNR, fMSE."""
-    s = summary[method.key]["subsets"]
-    lines = ["| Sub-dataset | images | MSE↓ | PSNR↑ | fMSE↓ |", "|---|---:|---:|---:|---:|"]
-    for name, b in s.items():
-        label = f"**{name}**" if name == ALL else name
-        lines.append(f"| {label} | {b['n']} | {_fmt(b['mse'])} | {_fmt(b['psnr'])} | {_fmt(b['fmse'])} |")
-    return "\n".join(lines) + "\n"
-
-
-def markdown_report(result: EvaluationResult, summary: dict[str, Any] | None = None) -> str:
-    from .metrics import PROTOCOLS
-
-    summary = summary or result.summary()
-    proto = PROTOCOLS[result.protocol]
-    n_images = summary[result.methods[0].key]["subsets"][ALL]["n"]
-    parts = [
-        f"# Evaluation — protocol `{proto.name}`\n\n",
-        f"Data: `{result.data_root}`, split `{result.split}`, {n_images} images at {result.size}×{result.size}.  \n",
-        f"Protocol `{proto.name}`: {proto.description}. Means are over images (the All row pools all images).\n\n",
-        f"## Comparison (protocol `{proto.name}`)\n\n",
-        comparison_table(result, summary),
-        f"\n## By foreground ratio (protocol `{proto.name}`)\n\n",
-        ratio_table(result, summary),
-    ]
-    notes = []
-    for method in result.methods:
-        all_block = summary[method.key]["subsets"][ALL]
-        if all_block.get("psnr_pos_inf"):
-            notes.append(f"{method.label}: {all_block['psnr_pos_inf']} image(s) identical to the real one (PSNR = +∞) left out of the PSNR mean.")
-        if all_block.get("psnr_neg_inf"):
-            notes.append(f"{method.label}: {all_block['psnr_neg_inf']} image(s) with a constant output (PSNR data range 0, PSNR = −∞) left out of the PSNR mean.")
-        if all_block.get("fmse_nan"):
-            notes.append(f"{method.label}: {all_block['fmse_nan']} image(s) with an empty mask left out of the fMSE mean.")
-        if all_block.get("mse_nan"):
-            notes.append(f"{method.label}: {all_block['mse_nan']} image(s) with a non-finite MSE left out.")
-    if notes:
-        parts.append("\n" + "\n".join(f"- {n}" for n in notes) + "\n")
-    for method in result.methods:
-        extra = ""
-        if method.kind == "model":
-            extra = f" (weights `{method.info.get('weights', '-')}`, {method.info.get('mode', 'eval')} mode)"
-        parts += [f"\n## {method.label}{extra} — protocol `{proto.name}`\n\n", per_method_table(result, method, summary)]
-    parts += [
-        "\n## The paper's numbers (iHarmony4 test set, published protocol; for reference)\n\n",
-        "Comparable with the tables above only when the data is iHarmony4's test split scored "
-        "with the `published` protocol.\n\n",
-        paper_tables(),
-    ]
-    return "".join(parts)
-
-
-def _plot(result: EvaluationResult, summary: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    edges = [lo for _, lo, _ in RATIO_BINS] + [100.0]
-    for i, method in enumerate(result.methods):
-        rows = [r for r in result.records if r["method"] == method.key and np.isfinite(r["fmse"])]
-        x = np.array([r["fg_ratio"] for r in rows])
-        y = np.array([r["fmse"] for r in rows])
-        c = colors[i % len(colors)]
-        ax.scatter(x, np.maximum(y, 1e-2), s=8, alpha=0.35, color=c)
-        # each bin's mean fMSE, drawn at the mean foreground ratio of its images
-        pts = [(x[[ratio_bin(v) == label for v in x]].mean(), summary[method.key]["ratio_bins"][label]["fmse"])
-               for label, _, _ in RATIO_BINS if any(ratio_bin(v) == label for v in x)]
-        if pts:
-            ax.plot(*zip(*pts), "-o", color=c, label=f"{method.label} (bin means)")
-    for e in edges[1:-1]:
-        ax.axvline(e, color="0.7", lw=0.8, ls="--")
-    ratios = [r["fg_ratio"] for r in result.records if r["fg_ratio"] > 0]
-    ax.set_xscale("log")
-    ax.set_xlim(max(0.05, min(ratios, default=1.0) / 1.5), 100)
-    ax.set_yscale("log")
-    ax.set_xlabel("foreground ratio (%)")
-    ax.set_ylabel("fMSE (per image)")
-    ax.set_title(f"fMSE vs foreground ratio — protocol '{result.protocol}', split '{result.split}'")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    from .io import atomic_write
-
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
-
-
-def _json_safe(x: Any) -> Any:
-    """NaN and infinities become null (JSON has no such numbers); tuples become lists."""
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def write_report(result: EvaluationResult, output_dir: str | os.PathLike, plot: bool = True) -> dict[str, Path]:
-    """Write ``per_image.csv``, ``results.json``, ``results.md`` and ``fmse_vs_ratio.png``.
-
-    Every file is written atomically; returns their paths.
-    """
-    from .io import atomic_write_text
-    from .metrics import PROTOCOLS
-
-    out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output folder {out} is a file")
-    summary = result.summary()
-    paths = {
-        "csv": out / "per_image.csv",
-        "json": out / "results.json",
-        "markdown": out / "results.md",
-    }
-    buf = _io.StringIO()
-    fields = ["method", "name", "subset", "fg_ratio", "mse", "psnr", "fmse"]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for r in result.records:
-        writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in fields})
-    payload = {
-        "protocol": result.protocol,
-        "protocol_description": PROTOCOLS[result.protocol].description,
-        "data_root": result.data_root,
-        "split": result.split,
-        "size": result.size,
-        "methods": [{"key": m.key, "label": m.label, "kind": m.kind, **m.info} for m in result.methods],
-        "results": summary,
-        "paper": {"table1": {k: {s: v for s, v in row.items()} for k, row in PAPER_TABLE1.items()}, "ratio": PAPER_RATIO_TABLE},
-    }
-
-    atomic_write_text(paths["csv"], buf.getvalue())
-    atomic_write_text(paths["json"], json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
-    atomic_write_text(paths["markdown"], markdown_report(result, summary))
-    if plot:
-        paths["plot"] = out / "fmse_vs_ratio.png"
-        _plot(result, summary, paths["plot"])
-    return paths
+def subsample_indices(n: int, limit: int | None) -> list[int]:
+    """``limit`` indices spread evenly over ``range(n)`` (all when ``limit`` is None or >= n), so
+    that a limited run still sees every sub-dataset of a list sorted by sub-dataset."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    if limit < 1:
+        raise InputError(f"limit must be >= 1, got {limit}")
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, limit)})

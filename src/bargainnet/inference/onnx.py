@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError, OutputError
-from .io import atomic_write
+from ..errors import InputError, OutputError
+from ..io import atomic_write
 
 INPUT_NAMES = ("composite", "mask")
 OUTPUT_NAMES = ("harmonized", "inharmony_before", "inharmony_after")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from skimage import color
 from skimage.exposure import match_histograms
 
-from bargainnet.color_transfer import (
+from bargainnet.evaluation.color_transfer import (
     METHODS,
     covariance_transfer,
     histogram_match,

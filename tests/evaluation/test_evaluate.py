@@ -14,7 +14,7 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio
 
 from bargainnet import evaluation
 from bargainnet.errors import InputError
-from bargainnet.metrics import ratio_bin
+from bargainnet.evaluation.metrics import ratio_bin
 
 SIZE = 64
 

@@ -19,7 +19,7 @@ How an image goes through (see :mod:`bargainnet.io` for the input rules):
    composite and d(z_b, ẑ_f) of its output (paper §4.6; the bounded score is exp(−0.04212·d));
 3. with ``min_inharmony=T`` an image whose inharmony level is below T is returned unchanged
    (paper supplement §7: leave harmonious images alone);
-4. the colour change is lifted to full resolution (:mod:`bargainnet.lifting`: a smooth local
+4. the colour change is lifted to full resolution (:mod:`bargainnet.inference.lifting`: a smooth local
    affine colour transform fitted inside the foreground; ``method="upsample"`` upsamples the
    network output instead), and composited with the full-resolution mask, so every background
    pixel is bit-identical to the input.
@@ -39,9 +39,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from . import io as bio
+from .. import io as bio
 from . import lifting
-from .errors import InputError
+from ..errors import InputError
 
 METHODS = ("lift", "upsample")
 DEFAULT_WEIGHTS = "weights/default.safetensors"  # package data of `bargainnet`
@@ -99,7 +99,7 @@ class HarmonizeResult:
 
 
 def _score(distance: float) -> float:
-    from .models.bargainnet import harmony_score
+    from ..models.bargainnet import harmony_score
 
     return float(harmony_score(float(distance)))
 
@@ -130,12 +130,12 @@ def default_weights_path() -> Path:
 
 
 class TorchRunner:
-    """Runs a :class:`BargainNet` in eval mode; the same API as :class:`bargainnet.export.OnnxRunner`."""
+    """Runs a :class:`BargainNet` in eval mode; the same API as :class:`bargainnet.inference.onnx.OnnxRunner`."""
 
     backend = "pytorch"
 
     def __init__(self, model, device: str = "cpu"):
-        from .export import InferenceGraph
+        from .onnx import InferenceGraph
 
         self.model = model.eval().to(device)
         self.graph = InferenceGraph(self.model).eval()
@@ -184,8 +184,8 @@ class Harmonizer:
             untouched. None = always harmonize.
         threshold: mask binarisation threshold (see :mod:`bargainnet.io`).
         max_pixels: pixel limit per input image (decompression-bomb guard).
-        radius, eps: lifting parameters (:func:`bargainnet.lifting.fit_local_affine`).
-        runner: a ready runner (e.g. :class:`bargainnet.export.OnnxRunner`) instead of ``model``.
+        radius, eps: lifting parameters (:func:`bargainnet.inference.lifting.fit_local_affine`).
+        runner: a ready runner (e.g. :class:`bargainnet.inference.onnx.OnnxRunner`) instead of ``model``.
     """
 
     def __init__(
@@ -203,7 +203,7 @@ class Harmonizer:
         eps: float = lifting.DEFAULT_EPS,
         runner=None,
     ):
-        from .export import default_size
+        from .onnx import default_size
 
         if runner is None:
             if model is None:
@@ -270,19 +270,19 @@ class Harmonizer:
         if not path.exists():
             raise InputError(f"weights file not found: {path}")
         if path.suffix.lower() == ".onnx":
-            from .export import OnnxRunner
+            from .onnx import OnnxRunner
 
             if device not in ("cpu", None, "auto"):
                 raise InputError("an .onnx model runs with onnxruntime on the CPU; use --device cpu")
             return cls(runner=OnnxRunner(path), **kwargs)
-        from .models.convert import load_weights
+        from ..models.convert import load_weights
 
         model = load_weights(path)
         if backend == "pytorch":
             return cls(model, device=device, **kwargs)
         import tempfile
 
-        from .export import OnnxRunner, default_size, export_onnx
+        from .onnx import OnnxRunner, default_size, export_onnx
 
         size = kwargs.get("size") or default_size(model.config)
         with tempfile.TemporaryDirectory(prefix="bargainnet-onnx-") as tmp:

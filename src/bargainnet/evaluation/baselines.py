@@ -5,10 +5,10 @@ background (mask <= 0.5) as the colour reference — the training-free counterpa
 BargainNet learns:
 
 - ``composite`` — the input composite unchanged (the "Input composite" row of the paper's tables);
-- ``reinhard`` — Lab mean/standard-deviation transfer (:func:`bargainnet.color_transfer.reinhard`);
-- ``histogram`` — per-channel RGB histogram matching (:func:`~bargainnet.color_transfer.histogram_match`);
+- ``reinhard`` — Lab mean/standard-deviation transfer (:func:`bargainnet.evaluation.color_transfer.reinhard`);
+- ``histogram`` — per-channel RGB histogram matching (:func:`~bargainnet.evaluation.color_transfer.histogram_match`);
 - ``covariance`` — linear Monge–Kantorovich transfer of the RGB mean and covariance
-  (:func:`~bargainnet.color_transfer.covariance_transfer`).
+  (:func:`~bargainnet.evaluation.color_transfer.covariance_transfer`).
 
 :func:`harmonize_numpy` works on one float [0, 1] image; :func:`harmonize_batch` on the model's
 tensor convention (B, 3, H, W) in [-1, 1] with masks (B, 1, H, W), so the baselines can be
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from . import color_transfer
-from .errors import InputError
 
 __all__ = ["BASELINES", "LABELS", "harmonize_numpy", "harmonize_batch"]
 

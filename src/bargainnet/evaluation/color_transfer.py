@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["reinhard", "histogram_match", "covariance_transfer", "METHODS", "apply_region"]
 

@@ -1,4 +1,4 @@
-"""Colour lifting (bargainnet.lifting) against float64 references and Pillow's resampling."""
+"""Colour lifting (bargainnet.inference.lifting) against float64 references and Pillow's resampling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from bargainnet import lifting
+from bargainnet.inference import lifting
 
 
 def _brute_box_sum(x, r):

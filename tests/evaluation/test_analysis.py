@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from bargainnet import analysis
+from bargainnet.evaluation import analysis
 from bargainnet.errors import InputError
 
 
@@ -73,7 +73,7 @@ def tiny(tmp_path_factory):
 
 
 def test_collect_codes_matches_direct_extractor_calls(tiny, tmp_path):
-    from bargainnet.metrics import image_metrics
+    from bargainnet.evaluation.metrics import image_metrics
 
     model, data = tiny
     res = analysis.collect_codes(model, data, batch_size=2, progress=False)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage import color
 
-from bargainnet import baselines
+from bargainnet.evaluation import baselines
 from bargainnet.errors import InputError
 
 

@@ -28,14 +28,14 @@ from typing import Any, Union
 
 import yaml
 
-from .errors import InputError
-from .io import atomic_write_text
+from ..errors import InputError
+from ..evaluation.protocols import PROTOCOL_NAMES as PROTOCOLS
+from ..io import atomic_write_text
+from ..models.bargainnet import BargainNetConfig
 from .losses import LossConfig
-from .models.bargainnet import BargainNetConfig
 
 SCHEDULES = ("constant", "cosine", "linear", "step")
 PRECISIONS = ("32", "32-true", "bf16-mixed", "bf16-true", "16-mixed", "64", "64-true")
-PROTOCOLS = ("published", "standard")
 
 
 @dataclass
@@ -116,7 +116,7 @@ class TrainerConfig:
     keep_last_k: int = 3  # step checkpoints kept besides last.ckpt (-1: all)
     image_every_n_steps: int = 1000  # validation image grid (at the first validation at or after)
     num_image_samples: int = 8
-    metric_protocol: str = "published"  # how validation MSE/PSNR/fMSE are computed (bargainnet.metrics)
+    metric_protocol: str = "published"  # how validation MSE/PSNR/fMSE are computed (bargainnet.evaluation.metrics)
     seed: int = 0
     deterministic: bool = False
     channels_last: bool = False  # GPU speed: NHWC convolutions

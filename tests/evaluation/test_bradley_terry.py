@@ -10,7 +10,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.stats import spearmanr
 
-from bargainnet import bradley_terry as bt
+from bargainnet.evaluation import bradley_terry as bt
 from bargainnet.errors import InputError
 
 

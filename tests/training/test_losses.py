@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from bargainnet.losses import BargainNetLoss, LossConfig, bargainnet_loss, triplet_loss
+from bargainnet.training.losses import BargainNetLoss, LossConfig, bargainnet_loss, triplet_loss
 
 
 def _reference_triplet(a, p, n, margin):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio
 
-from bargainnet import metrics
+from bargainnet.evaluation import metrics
 from bargainnet.errors import InputError
 
 

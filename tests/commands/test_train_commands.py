@@ -81,7 +81,7 @@ def test_cli_errors(cli_run, tiny_root, tmp_path, capsys):
 def _expected_input_mse(root) -> float:
     from bargainnet.data.iharmony4 import IHarmony4Dataset
     from bargainnet.data.transforms import test_transform
-    from bargainnet.metrics import image_metrics
+    from bargainnet.evaluation.metrics import image_metrics
 
     ds = IHarmony4Dataset(root, "test", transform=test_transform(64), cache=None)
     return float(np.mean([image_metrics(it["composite"], it["real"], it["mask"], "published")["mse"] for it in ds]))

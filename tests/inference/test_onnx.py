@@ -1,4 +1,4 @@
-"""ONNX export (bargainnet.export): onnxruntime matches PyTorch to 1e-4, batch is dynamic."""
+"""ONNX export (bargainnet.inference.onnx): onnxruntime matches PyTorch to 1e-4, batch is dynamic."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bargainnet.errors import InputError, OutputError
-from bargainnet.export import InferenceGraph, OnnxRunner, compare_with_torch, export_onnx
+from bargainnet.inference.onnx import InferenceGraph, OnnxRunner, compare_with_torch, export_onnx
 from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
 
 

@@ -1,0 +1,80 @@
+"""Training checkpoints: finding, resuming from, reading, and the model inside one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError, OutputError
+from ..models.bargainnet import BargainNet
+from .config import OptimConfig, TrainConfig
+
+CHECKPOINT_PATTERN = "step{step:08d}"
+LAST = "last.ckpt"
+
+def find_checkpoints(out_dir: str | os.PathLike) -> list[Path]:
+    """The step checkpoints of a run folder, oldest first."""
+    return sorted(Path(out_dir).glob("step*.ckpt"))
+
+
+def resolve_resume(resume: str | os.PathLike | None, out_dir: Path) -> Path | None:
+    """``None`` (fresh run; refuses a folder that holds checkpoints), ``"auto"`` (``last.ckpt`` of
+    ``out_dir`` when it exists, else fresh) or a checkpoint path (or a run folder)."""
+    existing = (out_dir / LAST).is_file() or bool(find_checkpoints(out_dir))
+    if resume is None:
+        if existing:
+            raise OutputError(
+                f"{out_dir} already holds checkpoints of a run; continue it with --resume auto, "
+                "or choose another --out"
+            )
+        return None
+    if str(resume) == "auto":
+        # last.ckpt, or a newer checkpoint Lightning wrote when SLURM signalled a requeue
+        candidates = [p for p in [out_dir / LAST, *out_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+        if candidates:
+            return max(candidates, key=lambda p: p.stat().st_mtime)
+        ckpts = find_checkpoints(out_dir)
+        return ckpts[-1] if ckpts else None
+    path = Path(resume)
+    if path.is_dir():
+        path = path / LAST
+    if not path.is_file():
+        raise InputError(f"checkpoint to resume from not found: {path}")
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A Lightning checkpoint written by :func:`train`, loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    try:
+        # Checkpoints of bargainnet 0.1.0's first runs with a learning-rate schedule hold the
+        # schedule's configuration dataclasses; they are data, so they are allowed here.
+        with torch.serialization.safe_globals([OptimConfig]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise InputError(f"cannot read checkpoint {path}: {err.__class__.__name__}: {err}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt.get("hyper_parameters", {}):
+        raise InputError(f"{path} is not a checkpoint written by 'bargainnet train' (no state_dict/config)")
+    return ckpt
+
+
+def checkpoint_config(path: str | os.PathLike) -> TrainConfig:
+    """The training configuration stored in a checkpoint."""
+    return TrainConfig.from_dict(read_checkpoint(path)["hyper_parameters"]["config"], f"checkpoint {path}")
+
+
+def model_from_checkpoint(path: str | os.PathLike) -> BargainNet:
+    """The :class:`BargainNet` of a training checkpoint, in eval mode."""
+    ckpt = read_checkpoint(path)
+    config = TrainConfig.from_dict(ckpt["hyper_parameters"]["config"], f"checkpoint {path}")
+    model = BargainNet(config.model)
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise InputError(f"checkpoint {path}: weights do not match its configuration: {err}") from None
+    return model.eval()
