@@ -5,21 +5,27 @@ Quick start::
     from bargainnet import BargainNet
     model = BargainNet().eval()
     harmonized = model.harmonize(composite, mask)  # (B,3,H,W) in [-1,1], mask (B,1,H,W) 1 = foreground
+
+    from bargainnet import Harmonizer
+    out = Harmonizer.from_pretrained()("composite.jpg", "mask.png")  # full resolution
+
+Layers (see the README's Layout): :mod:`bargainnet.models`, :mod:`bargainnet.data`,
+:mod:`bargainnet.training`, :mod:`bargainnet.evaluation`, :mod:`bargainnet.inference`,
+:mod:`bargainnet.commands`.
 """
 
 from __future__ import annotations
 
+from ._lazy import lazy_exports
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "BargainNet", "BargainNetConfig", "load_published", "load_weights", "save_weights"]
-
-
-def __getattr__(name: str):
-    # Lazy: `import bargainnet` (and the CLI's --help) must not pay for importing torch.
-    if name in ("BargainNet", "BargainNetConfig"):
-        from .models import bargainnet as module
-    elif name in ("load_published", "load_weights", "save_weights"):
-        from .models import convert as module
-    else:
-        raise AttributeError(f"module 'bargainnet' has no attribute {name!r}")
-    return getattr(module, name)
+# Lazy: `import bargainnet` (and the CLI's --help) must not pay for importing torch.
+_EXPORTS = {
+    **dict.fromkeys(("BargainNet", "BargainNetConfig"), ".models.bargainnet"),
+    **dict.fromkeys(("load_published", "load_weights", "save_weights"), ".models.convert"),
+    **dict.fromkeys(("create_model", "register_family"), ".models.registry"),
+    **dict.fromkeys(("Harmonizer", "HarmonizeResult", "Inharmony"), ".inference.harmonizer"),
+}
+__all__ = ["__version__", *sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -532,3 +532,82 @@ def save_image(
     if fmt == "WEBP" and quality >= 100:
         options = {"lossless": True}
     return atomic_save_pil(image, out, format=fmt, **options)
+
+
+# --------------------------------------------------------------------------------------------
+# folders of composites and masks
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """A composite found in a folder and its mask (None when none was found: ``missing`` says where
+    it was looked for)."""
+
+    composite: Path
+    mask: Path | None
+    missing: str = ""
+
+    def __iter__(self):  # unpacks as (composite, mask)
+        return iter((self.composite, self.mask))
+
+
+def find_image(places) -> Path | None:
+    """The first existing ``<folder>/<stem><ext>`` over ``places`` ((folder, stem) pairs, in
+    order), trying .png first, then the other image extensions, each in lower then upper case."""
+    exts = (".png",) + tuple(e for e in IMAGE_EXTENSIONS if e != ".png")
+    for folder, stem in places:
+        for ext in exts:
+            for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def list_images(folder: Path, *, skip_masks: bool = False) -> list[Path]:
+    """The image files of ``folder`` (by extension; hidden files and, with ``skip_masks``, names
+    ending in ``_mask`` left out), sorted; :class:`InputError` when there is none."""
+    images = sorted(
+        p for p in Path(folder).iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not (skip_masks and p.stem.endswith("_mask")) and not p.name.startswith(".")
+    )
+    if not images:
+        raise InputError(f"{folder}: no images found ({' '.join(IMAGE_EXTENSIONS)})")
+    return images
+
+
+def pair_folder(input_dir: str | os.PathLike) -> list[ImagePair]:
+    """The composites of one folder with their masks, sorted by name.
+
+    Every image whose name does not end in ``_mask`` is a composite; its mask is
+    ``<stem>_mask.<ext>`` beside it, or else ``masks/<stem>.<ext>`` (PNG preferred).
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.exists():
+        raise InputError(f"{input_dir}: no such folder")
+    if not input_dir.is_dir():
+        raise InputError(f"{input_dir}: not a folder")
+    pairs = []
+    for p in list_images(input_dir, skip_masks=True):
+        mask = find_image(((p.parent, p.stem + "_mask"), (p.parent / "masks", p.stem)))
+        pairs.append(ImagePair(p, mask, f"(looked for {p.stem}_mask.png and masks/{p.stem}.png)"))
+    return pairs
+
+
+def pair_folders(composite_dir: str | os.PathLike, mask_dir: str | os.PathLike | None) -> list[ImagePair]:
+    """Composites of ``composite_dir`` matched by name with masks of ``mask_dir``: the same stem,
+    or for iHarmony4 names ``<real>_<maskid>_<k>`` the mask ``<real>_<maskid>``. Without
+    ``mask_dir``: :func:`pair_folder`."""
+    if mask_dir is None:
+        return pair_folder(composite_dir)
+    mask_dir = Path(mask_dir)
+    if not mask_dir.is_dir():
+        raise InputError(f"{mask_dir}: the composite argument is a folder, so the mask argument must be a folder of masks")
+    pairs = []
+    for p in list_images(Path(composite_dir)):
+        stems = [p.stem]
+        parts = p.stem.rsplit("_", 2)
+        if len(parts) == 3 and all(parts):
+            stems.append(f"{parts[0]}_{parts[1]}")
+        pairs.append(ImagePair(p, find_image((mask_dir, stem) for stem in stems), f"in {mask_dir}"))
+    return pairs

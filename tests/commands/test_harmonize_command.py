@@ -13,7 +13,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from bargainnet.cli import main
-from bargainnet.commands import harmonize as command
+from bargainnet.io import pair_folder
 from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
 from bargainnet.models.convert import save_weights
 
@@ -161,7 +161,7 @@ def test_mask_lookup_rules(tmp_path):
     (tmp_path / "masks").mkdir()
     Image.fromarray(photo()).save(tmp_path / "y.jpg")
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "masks" / "y.png")
-    pairs = dict((c.name, m) for c, m in command.list_folder(tmp_path))
+    pairs = dict((c.name, m) for c, m in pair_folder(tmp_path))
     assert pairs == {"x.jpg": tmp_path / "x_mask.png", "y.jpg": tmp_path / "masks" / "y.png"}
 
 

@@ -61,7 +61,7 @@ def test_bad_construction(weights):
 def test_size_comes_from_the_config(harmonizer, weights):
     assert harmonizer.size == 64  # 2**5 = 32 is below the extractor's 64 px minimum
     assert Harmonizer.from_pretrained(weights, size=128).size == 128
-    from bargainnet.inference.onnx import default_size
+    from bargainnet.models.base import default_size
 
     assert default_size(BargainNetConfig()) == 256
 

@@ -41,7 +41,7 @@ def test_onnxruntime_matches_pytorch(exported, batch):
 def test_runner_metadata_and_errors(exported, tmp_path):
     model, path = exported
     runner = OnnxRunner(path)
-    assert runner.size == 64 and runner.config["num_downs"] == 5
+    assert runner.size == 64 and runner.config.num_downs == 5
     out = runner.run(np.zeros((2, 3, 64, 64), np.float32), np.ones((2, 1, 64, 64), np.float32))
     assert [tuple(o.shape) for o in out] == [(2, 3, 64, 64), (2,), (2,)]
     with pytest.raises(InputError, match="not found"):

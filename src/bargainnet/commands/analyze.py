@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import load_dataset, model_method
     from ..evaluation.analysis import analysis_report, collect_codes
     from ..inference import resolve_device
+    from ..models.base import check_size
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     bad = [s for s in splits if s not in ("train", "test")]
@@ -47,10 +48,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     method = model_method(args.weights, device=device)  # validates the weights file
     model = method.model
-    if args.size % model.config.size_multiple:
-        raise InputError(
-            f"--size {args.size} is not a multiple of {model.config.size_multiple} (2**num_downs of {args.weights})"
-        )
+    check_size(model.config, args.size, what="--size")
     subsets = [s.strip() for s in args.subsets.split(",")] if args.subsets else None
     analyses = []
     for split in splits:

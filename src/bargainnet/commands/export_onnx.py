@@ -25,14 +25,14 @@ def run(args) -> int:
 
     from ..errors import InputError
     from ..inference import default_weights_path
-    from ..inference.onnx import compare_with_torch, default_size, export_onnx
+    from ..inference.onnx import compare_with_torch, export_onnx
     from ..models.convert import load_weights
 
     weights = Path(args.weights) if args.weights else default_weights_path()
     if args.weights is None and not weights.is_file():
         raise InputError(f"no default weights are installed (expected {weights}); pass --weights model.safetensors")
     model = load_weights(weights)
-    size = args.size or default_size(model.config)
+    size = args.size or model.config.default_size
     path = export_onnx(model, args.output, size=size, opset=args.opset, inputs=(weights,))
     print(f"wrote {path} (input {size}x{size}, dynamic batch, opset {args.opset})")
     if not args.no_check:

@@ -25,34 +25,19 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..errors import InputError, OutputError
+    from ..errors import OutputError
     from ..models.convert import save_weights
-    from ..training import (
-        LAST,
-        checkpoint_config,
-        find_checkpoints,
-        model_from_checkpoint,
-        read_checkpoint,
-    )
+    from ..training import checkpoint_in, trained_model
 
-    source = Path(args.source)
-    if source.is_dir():
-        ckpt = source / LAST
-        if not ckpt.is_file():
-            found = find_checkpoints(source)
-            if not found:
-                raise InputError(f"{source} holds no checkpoint ({LAST} or step*.ckpt)")
-            ckpt = found[-1]
-    else:
-        ckpt = source
+    ckpt = checkpoint_in(args.source)
     out = Path(args.output)
     if out.exists() and out.resolve() == ckpt.resolve():
         raise OutputError(f"output {out} would overwrite the input checkpoint")
     if out.suffix != ".safetensors":
         raise OutputError(f"output {out} should end in .safetensors")
-    step = read_checkpoint(ckpt).get("global_step", "?")
-    model = model_from_checkpoint(ckpt)
-    model.config.image_size = checkpoint_config(ckpt).data.size  # inference runs there by default
+    trained = trained_model(ckpt)
+    model, step = trained.model, trained.step
+    model.config.image_size = trained.config.data.size  # inference runs there by default
     info = {"source": f"{ckpt.name} (training step {step})", "training_step": str(step)}
     run_record = ckpt.parent / "run.yaml"
     if run_record.is_file():

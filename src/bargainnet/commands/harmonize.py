@@ -23,7 +23,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, OutputError, UserError
+from ..errors import EXIT_OK, EXIT_USAGE, OutputError, UserError
+from ..inference.figures import harmonize_figure, thumbnail
+from .common import report_failures
 
 HELP = "harmonize composites at full resolution (one image, a pasted cut-out, or a folder)"
 
@@ -130,61 +132,6 @@ def _check_figure(path: Path | None, inputs) -> None:
     check_output_path(path, inputs)
 
 
-def find_image(places) -> Path | None:
-    """The first existing ``<folder>/<stem><ext>`` over ``places`` ((folder, stem) pairs, in
-    order), trying .png first, then the other image extensions, each in lower then upper case."""
-    from ..io import IMAGE_EXTENSIONS
-
-    exts = (".png",) + tuple(e for e in IMAGE_EXTENSIONS if e != ".png")
-    for folder, stem in places:
-        for ext in exts:
-            for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
-                if candidate.is_file():
-                    return candidate
-    return None
-
-
-def _find_mask(composite: Path) -> Path | None:
-    return find_image(((composite.parent, composite.stem + "_mask"), (composite.parent / "masks", composite.stem)))
-
-
-def list_images(folder: Path, *, skip_masks: bool = False) -> list[Path]:
-    """The image files of ``folder`` (by extension; hidden files and, with ``skip_masks``, names
-    ending in ``_mask`` left out), sorted; :class:`InputError` when there is none."""
-    from ..errors import InputError
-    from ..io import IMAGE_EXTENSIONS
-
-    images = sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        and not (skip_masks and p.stem.endswith("_mask")) and not p.name.startswith(".")
-    )
-    if not images:
-        raise InputError(f"{folder}: no images found ({' '.join(IMAGE_EXTENSIONS)})")
-    return images
-
-
-def list_folder(input_dir: Path) -> list[tuple[Path, Path | None]]:
-    """(composite, mask or None) pairs of a folder, sorted by name (see the module docstring)."""
-    from ..errors import InputError
-
-    if not input_dir.exists():
-        raise InputError(f"{input_dir}: no such folder")
-    if not input_dir.is_dir():
-        raise InputError(f"{input_dir}: not a folder")
-    return [(p, _find_mask(p)) for p in list_images(input_dir, skip_masks=True)]
-
-
-def report_failures(failed: list[tuple[Path, str]], total: int) -> int:
-    """Folder modes' ending: list the failed items on stderr; EXIT_PARTIAL when any failed, else EXIT_OK."""
-    if not failed:
-        return EXIT_OK
-    print(f"{len(failed)} of {total} failed:", file=sys.stderr)
-    for path, message in failed:
-        print(f"  {path}: {message}", file=sys.stderr)
-    return EXIT_PARTIAL
-
-
 def run(args) -> int:
     mode = _mode(args)
     if args.batch_size < 1:
@@ -219,7 +166,7 @@ def run(args) -> int:
     written = _save(result, Path(args.output), inputs)
     print(f"{item.name}: {_describe(result)}; wrote {written}")
     if args.figure is not None:
-        print(f"figure: {harmonize_figure([_thumbnail(result)], args.figure)}")
+        print(f"figure: {harmonize_figure([thumbnail(result)], args.figure)}")
     return EXIT_OK
 
 
@@ -242,117 +189,38 @@ def _harmonizer(args):
 def _run_folder(args) -> int:
     from tqdm import tqdm
 
+    from ..io import pair_folder
+
     input_dir, output_dir = args.input_dir, args.output_dir
-    pairs = list_folder(input_dir)
+    pairs = pair_folder(input_dir)
     if output_dir.resolve() == input_dir.resolve():
         raise OutputError(f"{output_dir}: the output folder is the input folder; results would overwrite the inputs")
     _prepare_folder(output_dir)
     harmonizer = _harmonizer(args)
     target = "background" if args.harmonize_background else "foreground"
     failed: list[tuple[Path, str]] = []
-    done, skipped, results = 0, 0, []
+    done, skipped, thumbnails = 0, 0, []
     progress = tqdm(total=len(pairs), desc="harmonize", unit="img", file=sys.stderr)
-    for start in range(0, len(pairs), harmonizer.batch_size):
-        prepared = []
-        for composite, mask in pairs[start : start + harmonizer.batch_size]:
-            if mask is None:
-                failed.append((composite, f"no mask found (looked for {composite.stem}_mask.png and masks/{composite.stem}.png)"))
-                progress.update(1)
-                continue
-            try:
-                prepared.append((composite, mask, harmonizer.prepare(composite, mask, resize_mask=args.resize_mask)))
-            except Exception as err:  # noqa: BLE001 - one bad item never stops the rest
-                failed.append((composite, _message(err)))
-                progress.update(1)
-        if not prepared:
-            continue
+    outcomes = harmonizer.iter_batch(pairs, target=target, resize_mask=args.resize_mask, min_inharmony=args.min_inharmony)
+    for outcome in outcomes:
+        composite, result = outcome.composite, outcome.result
         try:
-            outs, before, after = harmonizer.run_network([p for _, _, p in prepared], target=target)
-        except Exception as err:  # noqa: BLE001
-            failed.extend((c, _message(err)) for c, _, _ in prepared)
-            progress.update(len(prepared))
-            continue
-        for (composite, mask, item), out, b, a in zip(prepared, outs, before, after):
-            try:
-                result = harmonizer.finish(item, out, float(b), float(a), target=target, min_inharmony=args.min_inharmony)
-                _save(result, output_dir / composite.name, (composite, mask))
-                done += 1
-                skipped += result.skipped
-                if result.skipped:
-                    tqdm.write(f"{composite.name}: {_describe(result)}", file=sys.stderr)
-                if args.figure is not None:
-                    results.append(_thumbnail(result))
-            except Exception as err:  # noqa: BLE001
-                failed.append((composite, _message(err)))
-            progress.update(1)
+            if not outcome.ok:
+                raise outcome.error
+            _save(result, output_dir / composite.name, (composite, outcome.mask))
+            done += 1
+            skipped += result.skipped
+            if result.skipped:
+                tqdm.write(f"{composite.name}: {_describe(result)}", file=sys.stderr)
+            if args.figure is not None:
+                thumbnails.append(thumbnail(result))
+        except Exception as err:  # noqa: BLE001 - one bad item never stops the rest
+            outcome.error = err
+            failed.append((composite, outcome.message))
+        progress.update(1)
     progress.close()
     note = f" ({skipped} left untouched: below --min-inharmony {args.min_inharmony:g})" if skipped else ""
     print(f"harmonized {done} of {len(pairs)} images into {output_dir}{note}")
-    if args.figure is not None and results:
-        print(f"figure: {harmonize_figure(results, args.figure)}")
+    if args.figure is not None and thumbnails:
+        print(f"figure: {harmonize_figure(thumbnails, args.figure)}")
     return report_failures(failed, len(pairs))
-
-
-def _message(err: Exception) -> str:
-    if isinstance(err, UserError):
-        return str(err)
-    return f"{type(err).__name__}: {err}"
-
-
-def _thumbnail(result, max_side: int = 512):
-    """Keep only small copies of what the figure shows (folder mode may hold many images)."""
-    import copy
-
-    import numpy as np
-    from PIL import Image
-
-    small = copy.copy(result)
-    for name in ("image", "composite"):
-        value = getattr(result, name)
-        if not isinstance(value, Image.Image):
-            arr = np.asarray(value)
-            value = Image.fromarray(arr if arr.dtype == np.uint8 else np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8))
-        image = value
-        image = image.copy()
-        image.thumbnail((max_side, max_side))
-        setattr(small, name, image)
-    mask = Image.fromarray(result.mask.astype(np.uint8) * 255)
-    mask.thumbnail((max_side, max_side))
-    small.mask = np.asarray(mask) >= 128
-    small.rgb8 = None
-    return small
-
-
-def harmonize_figure(results, path: Path, *, max_rows: int = 24) -> Path:
-    """Write a PNG grid, one row per result: composite | harmonized | mask, with the inharmony
-    distance and score before (composite) and after (network output) in the titles."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from ..io import atomic_write
-
-    rows = results[:max_rows]
-    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
-    for ax_row, r in zip(axes, rows):
-        b, a = r.before, r.after
-        name = Path(str(r.name)).name if r.name else ""
-        after = "untouched (below --min-inharmony)" if r.skipped else f"harmonized: inharmony {a.distance:.3g} (score {a.score:.3f})"
-        panels = (
-            (r.composite, f"{name}\ncomposite: inharmony {b.distance:.3g} (score {b.score:.3f})"),
-            (r.image, after if r.target == "foreground" else "background " + after),
-            (np.asarray(r.mask, dtype=np.uint8) * 255, "mask"),
-        )
-        for ax, (image, title) in zip(ax_row, panels):
-            ax.imshow(np.asarray(image), cmap="gray" if np.asarray(image).ndim == 2 else None, vmin=0, vmax=255)
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
-    if len(results) > max_rows:
-        fig.suptitle(f"first {max_rows} of {len(results)} images", fontsize=9)
-    fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)

@@ -42,29 +42,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _mask_for(composite: Path, mask_dir: Path) -> Path | None:
-    """The mask of ``composite`` in ``mask_dir``: same stem, or the iHarmony4 ``<real>_<maskid>``."""
-    from .harmonize import find_image
-
-    stems = [composite.stem]
-    parts = composite.stem.rsplit("_", 2)
-    if len(parts) == 3 and all(parts):
-        stems.append(f"{parts[0]}_{parts[1]}")
-    return find_image((mask_dir, stem) for stem in stems)
-
-
-def list_pairs(composite_dir: Path, mask_dir: Path | None) -> list[tuple[Path, Path | None]]:
-    """(composite, mask or None) pairs of folder mode, sorted by composite name."""
-    from ..errors import InputError
-    from .harmonize import list_folder, list_images
-
-    if mask_dir is None:
-        return list_folder(composite_dir)
-    if not mask_dir.is_dir():
-        raise InputError(f"{mask_dir}: the composite argument is a folder, so the mask argument must be a folder of masks")
-    return [(p, _mask_for(p, mask_dir)) for p in list_images(composite_dir)]
-
-
 def _harmonizer(args):
     from ..inference import Harmonizer
 
@@ -81,7 +58,7 @@ def _fmt_row(row: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import EXIT_OK, InputError, OutputError
+    from ..errors import EXIT_OK, InputError, OutputError, UserError
 
     composite = Path(args.composite)
     if composite.is_dir():
@@ -93,38 +70,25 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         raise OutputError("--output is for folder mode; for one image the result is printed")
     harmonizer = _harmonizer(args)
-    row = _score_items(harmonizer, [(composite, Path(args.mask))], args)[0]
-    if isinstance(row, Exception):
-        raise row
-    print(f"{composite}: {_fmt_row(row)}")
+    outcome = next(_outcomes(harmonizer, [(composite, Path(args.mask))], args))
+    if not outcome.ok:
+        if isinstance(outcome.error, UserError):
+            raise outcome.error
+        raise InputError(f"{composite}: {outcome.error}") from None
+    print(f"{composite}: {_fmt_row(_row(outcome.result))}")
     return EXIT_OK
 
 
-def _score_items(harmonizer, pairs, args) -> list:
-    """Rows (dicts) or the exception of each item, in order."""
-    from ..errors import InputError, UserError
-    from ..models.bargainnet import harmony_score
+def _row(result) -> dict:
+    row = {"distance": result.before.distance, "score": result.before.score}
+    if result.after is not None:
+        row.update(distance_after=result.after.distance, score_after=result.after.score)
+    return row
 
-    results: list = [None] * len(pairs)
-    prepared = []
-    for i, (c, m) in enumerate(pairs):
-        try:
-            if args.after:
-                prepared.append((i, harmonizer.prepare(c, m, resize_mask=args.resize_mask)))
-            else:  # the domain code extractor only
-                inh = harmonizer.score(c, m, resize_mask=args.resize_mask)
-                results[i] = {"distance": inh.distance, "score": inh.score}
-        except (UserError, OSError, ValueError) as err:
-            results[i] = err if isinstance(err, UserError) else InputError(f"{c}: {err}")
-    for start in range(0, len(prepared), harmonizer.batch_size):
-        chunk = prepared[start : start + harmonizer.batch_size]
-        _, before, after = harmonizer.run_network([item for _, item in chunk])
-        for (i, _), b, a in zip(chunk, before, after):
-            results[i] = {
-                "distance": float(b), "score": float(harmony_score(float(b))),
-                "distance_after": float(a), "score_after": float(harmony_score(float(a))),
-            }
-    return results
+
+def _outcomes(harmonizer, pairs, args):
+    output = "scores" if args.after else "inharmony"
+    return harmonizer.iter_batch(pairs, output=output, resize_mask=args.resize_mask)
 
 
 def _run_folder(args, composite_dir: Path) -> int:
@@ -135,11 +99,10 @@ def _run_folder(args, composite_dir: Path) -> int:
 
     from ..errors import OutputError
     from ..evaluation.analysis import rank_by_inharmony
-    from ..io import atomic_write_text
-    from .harmonize import report_failures
+    from ..io import atomic_write_text, pair_folders
+    from .common import report_failures
 
-    mask_dir = Path(args.mask) if args.mask else None
-    pairs = list_pairs(composite_dir, mask_dir)
+    pairs = pair_folders(composite_dir, Path(args.mask) if args.mask else None)
     out = args.output or Path("outputs") / f"inharmony-{composite_dir.resolve().name}.csv"
     if out.suffix.lower() != ".csv":
         raise OutputError(f"{out}: the output is a CSV file; give a name ending in .csv")
@@ -147,21 +110,14 @@ def _run_folder(args, composite_dir: Path) -> int:
         raise OutputError(f"{out}: is a folder; give a CSV file name")
     harmonizer = _harmonizer(args)
     rows, failed = [], []
-    step = max(1, harmonizer.batch_size)
     progress = tqdm(total=len(pairs), desc="score", unit="img", file=sys.stderr, disable=args.quiet)
-    for start in range(0, len(pairs), step):
-        chunk = pairs[start : start + step]
-        todo = [(c, m) for c, m in chunk if m is not None]
-        for c, m in chunk:
-            if m is None:
-                where = f"in {mask_dir}" if mask_dir else f"({c.stem}_mask.png or masks/{c.stem}.png)"
-                failed.append((c, f"no mask found {where}"))
-        for (c, m), res in zip(todo, _score_items(harmonizer, todo, args)):
-            if isinstance(res, Exception):
-                failed.append((c, str(res)))
-            else:
-                rows.append({"name": c.name, "composite": str(c), "mask": str(m), **res})
-        progress.update(len(chunk))
+    for outcome in _outcomes(harmonizer, pairs, args):
+        c = outcome.composite
+        if outcome.ok:
+            rows.append({"name": c.name, "composite": str(c), "mask": str(outcome.mask), **_row(outcome.result)})
+        else:
+            failed.append((c, outcome.message))
+        progress.update(1)
     progress.close()
     ranked = rank_by_inharmony(rows)
     if ranked:

@@ -261,7 +261,7 @@ class IHarmony4Dataset(torch.utils.data.Dataset):
         cache: str | os.PathLike | None | bool = "auto",
         threads: int = 4,
     ):
-        from .cache import find_cache
+        from .cache_index import find_cache
 
         self.root = Path(root)
         self.split = split

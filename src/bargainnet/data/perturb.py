@@ -23,8 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..evaluation import color_transfer
 from ..errors import InputError
+from ..evaluation import color_transfer
 
 FAMILIES = ("transfer", "retouch", "illumination")
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..data.iharmony4 import SUBSETS as IHARMONY4_SUBSETS
 from ..errors import InputError
+from ..models.base import check_size
 from .baselines import BASELINES, LABELS
 from .metrics import RATIO_BINS, batch_metrics, get_protocol, ratio_bin
 
@@ -122,7 +123,7 @@ def model_method(
     The generator's raw output G(Ĩ, M, z_b) is returned (the protocol decides whether it is
     composited). With ``working_size`` S different from the evaluation size, the model runs on
     the S×S resized composite and its colour change is lifted to the evaluation size
-    (:mod:`bargainnet.inference.lifting`, as ``bargainnet harmonize`` does); that output is composited. ``mode="eval"`` (default) runs the model in eval mode; ``mode="train"``
+    (:mod:`bargainnet.inference.resolution`, the same path as ``bargainnet harmonize``); that output is composited. ``mode="eval"`` (default) runs the model in eval mode; ``mode="train"``
     reproduces the published ``test.py`` (train mode: dropout on, BatchNorm with each image's own
     statistics, so images are run one at a time). Inference is under ``torch.no_grad``.
     """
@@ -172,32 +173,37 @@ def model_method(
 
     multiple = model.config.size_multiple
     if working_size is not None:
-        if working_size % multiple or working_size < 64:
-            raise InputError(f"{key}: working size {working_size} must be a multiple of {multiple} and at least 64")
+        try:
+            check_size(model.config, working_size)
+        except InputError as err:
+            raise InputError(f"{key}: {err}") from None
         info["working_size"] = working_size
         multiple = 1
     return Method(key=key, label=key, kind="model", run=run, info=info, size_multiple=multiple, model=model)
 
 
 def _lifted(network: Callable, composite, mask, size: int):
-    """Run ``network`` at size×size and lift its colour change to the input's size (composited)."""
+    """Run ``network`` at size×size and lift its colour change to the input's size (composited),
+    through the same working-resolution path as the Harmonizer (:mod:`bargainnet.inference.resolution`)."""
     import torch
-    import torch.nn.functional as F
 
-    from ..inference.lifting import lift
+    from ..inference.resolution import back_to_full_resolution, to_working_size
 
-    low = F.interpolate(composite, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    weight = F.interpolate(mask, size=(size, size), mode="area")
-    binary = (weight >= 0.5).to(low.dtype)  # what the network treats as foreground
-    out_low = network(low, binary).float()
-    weight = weight * binary  # fit only where the network harmonized (as Harmonizer does)
     hwc = lambda t: ((t.float().cpu().permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1)  # noqa: E731
+    fulls = [hwc(c) for c in composite]
+    masks = [m[0].cpu().numpy() >= 0.5 for m in mask]
+    working = [to_working_size(f, m, size, require_both=False) for f, m in zip(fulls, masks)]
+    low = torch.from_numpy(np.stack([w.composite for w in working])).permute(0, 3, 1, 2).float() * 2 - 1
+    binary = torch.from_numpy(np.stack([w.mask for w in working]).astype(np.float32))[:, None]
+    out_low = network(low.to(composite.device), binary.to(composite.device)).float()
     results = []
-    for i in range(composite.shape[0]):
-        full = hwc(composite[i])
-        lifted = lift(hwc(low[i]), hwc(out_low[i]), weight[i, 0].cpu().numpy(), full)
-        m = mask[i, 0].cpu().numpy()[..., None]
-        results.append(torch.from_numpy(lifted * m + full * (1 - m)).permute(2, 0, 1) * 2 - 1)
+    for full, m, w, out in zip(fulls, masks, working, out_low):
+        result = full.copy()
+        if m.any():
+            new, (r0, r1, c0, c1) = back_to_full_resolution(w, hwc(out), full, m)
+            inside = m[r0:r1, c0:c1]
+            result[r0:r1, c0:c1][inside] = new[inside]
+        results.append(torch.from_numpy(result).permute(2, 0, 1) * 2 - 1)
     return torch.stack(results).float()
 
 

@@ -11,18 +11,20 @@
 
 How an image goes through (see :mod:`bargainnet.io` for the input rules):
 
-1. the composite is resized to the working size S×S (S = 256 for the paper's model; Pillow
-   bilinear with antialiasing, as the published test code); the mask's area coverage at S×S is
-   binarised at 0.5 for the network (when no low-resolution pixel reaches 0.5 — a tiny object —
-   every pixel it touches counts);
+1. the composite is resized to the working size S×S (S = 256 for the paper's model; the
+   model's config says which sizes it accepts) and the mask binarised there, as
+   :mod:`bargainnet.inference.resolution` does for every caller;
 2. the network harmonizes at S×S (eval mode) and reports the inharmony level d(z_b, z̃_f) of the
    composite and d(z_b, ẑ_f) of its output (paper §4.6; the bounded score is exp(−0.04212·d));
 3. with ``min_inharmony=T`` an image whose inharmony level is below T is returned unchanged
    (paper supplement §7: leave harmonious images alone);
-4. the colour change is lifted to full resolution (:mod:`bargainnet.inference.lifting`: a smooth local
-   affine colour transform fitted inside the foreground; ``method="upsample"`` upsamples the
-   network output instead), and composited with the full-resolution mask, so every background
-   pixel is bit-identical to the input.
+4. the colour change is lifted to full resolution (:mod:`bargainnet.inference.resolution`: a
+   smooth local affine colour transform fitted inside the foreground; ``method="upsample"``
+   upsamples the network output instead), and composited with the full-resolution mask, so
+   every background pixel is bit-identical to the input.
+
+Many images: :meth:`Harmonizer.iter_batch` yields one :class:`BatchOutcome` (a result or the
+error) per (composite, mask) pair, so one bad item never stops the rest.
 
 Returned images have the input's size and kind: a PIL image for a path or PIL input, a numpy
 array (uint8 for uint8 input, float32 in [0, 1] otherwise) for an array. Colour is always RGB;
@@ -34,16 +36,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .. import io as bio
-from . import lifting
 from ..errors import InputError
+from ..models.base import check_size
+from . import lifting
+from .resolution import METHODS, Working, back_to_full_resolution, to_working_size
 
-METHODS = ("lift", "upsample")
 DEFAULT_WEIGHTS = "weights/default.safetensors"  # package data of `bargainnet`
 
 
@@ -64,13 +67,19 @@ class Prepared:
     mask: np.ndarray  # bool (H, W), full resolution
     guide: np.ndarray  # float (H, W, 3): what the colour transform is applied to
     blend: np.ndarray | None  # float alpha (H, W) for paste mode, else None (binary mask)
-    composite_low: np.ndarray  # float (S, S, 3) in [0, 1]
-    weight_low: np.ndarray  # float (S, S): coverage of the foreground
-    mask_low: np.ndarray  # bool (S, S): what the network treats as foreground
+    working: Working  # the composite and mask at the working size S×S
     kind: str  # "pil" or "array": what to return
     array_dtype: Any = None
     inputs: tuple = ()  # paths of the inputs (an output must never be one of them)
     background: np.ndarray | None = None  # paste mode: the background's float RGB (H, W, 3)
+
+    @property
+    def composite_low(self) -> np.ndarray:
+        return self.working.composite
+
+    @property
+    def mask_low(self) -> np.ndarray:
+        return self.working.mask
 
 
 @dataclass
@@ -81,7 +90,8 @@ class HarmonizeResult:
         image: the harmonized image, same size and kind as the input (PIL image or array).
         composite: the composite that was harmonized, same kind (in paste mode: the pasted image).
         mask: bool (H, W), the binarised full-resolution mask (1 = the part that was harmonized).
-        before, after: inharmony of the composite and of the network output (at S×S).
+        before, after: inharmony of the composite and of the network output (at S×S); ``after``
+            is None when only the composite was scored.
         skipped: True when ``min_inharmony`` left the image untouched.
         target: "foreground" or "background".
     """
@@ -90,12 +100,36 @@ class HarmonizeResult:
     composite: Any
     mask: np.ndarray
     before: Inharmony
-    after: Inharmony
+    after: Inharmony | None
     skipped: bool = False
     target: str = "foreground"
     name: str = ""
     rgb8: np.ndarray | None = field(default=None, repr=False)
     alpha: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class BatchOutcome:
+    """One item of :meth:`Harmonizer.iter_batch`: its ``result`` or the ``error`` that stopped it."""
+
+    index: int  # position in the input
+    composite: Any  # what was given as the composite (and its mask)
+    mask: Any
+    result: HarmonizeResult | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def message(self) -> str:
+        """The error as one line for a failure list (user errors as they are, others with their type)."""
+        from ..errors import UserError
+
+        if self.error is None:
+            return ""
+        return str(self.error) if isinstance(self.error, UserError) else f"{type(self.error).__name__}: {self.error}"
 
 
 def _score(distance: float) -> float:
@@ -130,15 +164,12 @@ def default_weights_path() -> Path:
 
 
 class TorchRunner:
-    """Runs a :class:`BargainNet` in eval mode; the same API as :class:`bargainnet.inference.onnx.OnnxRunner`."""
+    """Runs a model (any registered family) in eval mode; the same API as :class:`bargainnet.inference.onnx.OnnxRunner`."""
 
     backend = "pytorch"
 
     def __init__(self, model, device: str = "cpu"):
-        from .onnx import InferenceGraph
-
         self.model = model.eval().to(device)
-        self.graph = InferenceGraph(self.model).eval()
         self.device = device
         self.config = model.config
 
@@ -147,7 +178,7 @@ class TorchRunner:
         import torch
 
         with torch.inference_mode():
-            outs = self.graph(composite.to(self.device), mask.to(self.device))
+            outs = self.model.harmonize_with_inharmony(composite.to(self.device), mask.to(self.device))
         return tuple(o.float().cpu() for o in outs)
 
     def inharmony(self, composite, mask):
@@ -175,8 +206,8 @@ class Harmonizer:
 
     Args:
         model: a :class:`BargainNet` (or None when ``runner`` is given).
-        size: working size S (default: 256 for the paper's model; the smallest multiple of
-            2**num_downs that is >= 64 in general). Must be a multiple of 2**num_downs, >= 64.
+        size: working size S (default: the model config's ``default_size``, 256 for the paper's
+            model); one the model accepts (:func:`bargainnet.models.base.check_size`).
         device: "cpu", "cuda", "cuda:N", "mps" or "auto".
         batch_size: images per network call in :meth:`harmonize_many`.
         method: "lift" (default) or "upsample" (plain bilinear upsampling of the network output).
@@ -203,23 +234,15 @@ class Harmonizer:
         eps: float = lifting.DEFAULT_EPS,
         runner=None,
     ):
-        from .onnx import default_size
-
         if runner is None:
             if model is None:
                 raise InputError("Harmonizer needs a model or a runner; use Harmonizer.from_pretrained(path)")
             runner = TorchRunner(model, resolve_device(device))
-            config = model.config
-            size = int(size or default_size(config))
-            multiple = config.size_multiple
+        elif size is not None and int(size) != runner.size:
+            raise InputError(f"the ONNX model was exported at size {runner.size}; it cannot run at {size}")
         else:
-            config = runner.config
-            multiple = 2 ** int(config.get("num_downs", 0)) if isinstance(config, dict) else config.size_multiple
-            if size is not None and int(size) != runner.size:
-                raise InputError(f"the ONNX model was exported at size {runner.size}; it cannot run at {size}")
             size = runner.size
-        if size % multiple or size < 64:
-            raise InputError(f"working size {size} must be a multiple of {multiple} (2**num_downs) and at least 64")
+        size = check_size(runner.config, size)
         if method not in METHODS:
             raise InputError(f"method must be one of {METHODS}, got {method!r}")
         if batch_size < 1:
@@ -282,9 +305,9 @@ class Harmonizer:
             return cls(model, device=device, **kwargs)
         import tempfile
 
-        from .onnx import OnnxRunner, default_size, export_onnx
+        from .onnx import OnnxRunner, export_onnx
 
-        size = kwargs.get("size") or default_size(model.config)
+        size = kwargs.get("size") or model.config.default_size
         with tempfile.TemporaryDirectory(prefix="bargainnet-onnx-") as tmp:
             onnx_path = export_onnx(model, Path(tmp) / "model.onnx", size=size)
             runner = OnnxRunner(onnx_path)  # the session holds the graph; the file may go
@@ -295,21 +318,8 @@ class Harmonizer:
         return self.runner.backend
 
     # -- preparing inputs ------------------------------------------------------------------------
-    def _low(self, image: bio.ImageData, mask: np.ndarray, name: str):
-        s = self.size
-        if image.rgb8 is not None:  # as the published test transform: Pillow bilinear on 8 bits
-            composite_low = np.asarray(Image.fromarray(image.rgb8).resize((s, s), Image.BILINEAR), np.float32) / 255
-        else:
-            composite_low = np.clip(lifting.resize_float(image.rgb, (s, s)), 0.0, 1.0)
-        weight_low = np.clip(lifting.resize_float(mask.astype(np.float32), (s, s), Image.BOX), 0.0, 1.0)
-        mask_low = weight_low >= 0.5
-        if not mask_low.any():  # a tiny object: every pixel it touches
-            mask_low = weight_low > 1e-6
-        if mask_low.all():  # a tiny background: keep the pixels it touches as background
-            mask_low = weight_low > 1 - 1e-4
-        if not mask_low.any() or mask_low.all():
-            raise InputError(f"{name}: the mask leaves no foreground or no background at the working size {s}x{s}")
-        return composite_low, weight_low, mask_low
+    def _working(self, image: bio.ImageData, mask: np.ndarray) -> Working:
+        return to_working_size(image.rgb, mask, self.size, rgb8=image.rgb8, name=image.name)
 
     def prepare(self, composite, mask, *, resize_mask: bool = False) -> Prepared:
         """Load and check one (composite, mask) pair; raises :class:`InputError` on bad input."""
@@ -319,13 +329,12 @@ class Harmonizer:
             mask, size=size, resize=resize_mask, threshold=self.threshold, max_pixels=self.max_pixels, check_coverage=False
         )
         bio.check_mask_coverage(binary, bio._describe(mask))
-        low = self._low(image, binary, image.name)
+        working = self._working(image, binary)
         kind = "array" if isinstance(composite, np.ndarray) else "pil"
         inputs = tuple(p for p in (composite, mask) if isinstance(p, (str, os.PathLike)))
         return Prepared(
             name=image.name, image=image, mask=binary, guide=image.rgb, blend=None,
-            composite_low=low[0], weight_low=low[1], mask_low=low[2], kind=kind,
-            array_dtype=getattr(composite, "dtype", None), inputs=inputs,
+            working=working, kind=kind, array_dtype=getattr(composite, "dtype", None), inputs=inputs,
         )
 
     def prepare_paste(
@@ -381,13 +390,13 @@ class Harmonizer:
             composite_rgb = rgb8.astype(np.float32) / 255.0
         image = bio.ImageData(rgb=composite_rgb.astype(np.float32), alpha=bg.alpha, rgb8=rgb8,
                               name=f"{fg.name} on {bg.name}")
-        low = self._low(image, binary, image.name)
+        working = self._working(image, binary)
         kind = "array" if isinstance(background, np.ndarray) else "pil"
         inputs = tuple(p for p in (foreground, background) if isinstance(p, (str, os.PathLike)))
         return Prepared(
             name=image.name, image=image, mask=binary, guide=layer, blend=canvas_alpha,
-            composite_low=low[0], weight_low=low[1], mask_low=low[2], kind=kind,
-            array_dtype=getattr(background, "dtype", None), inputs=inputs, background=bg.rgb,
+            working=working, kind=kind, array_dtype=getattr(background, "dtype", None), inputs=inputs,
+            background=bg.rgb,
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -443,22 +452,13 @@ class Harmonizer:
         """The full-resolution result; only pixels of ``region`` (paste mode: where the cut-out's
         alpha > 0) are written, all others are copied from the composite bit for bit."""
         image = item.image
-        if target == "foreground":
-            weight = np.where(item.mask_low, item.weight_low, 0.0)
-        else:
-            weight = np.where(item.mask_low, 0.0, 1.0 - item.weight_low)
         paste = item.blend is not None and target == "foreground"
         if paste:
             region = item.blend > 0
-        rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
-        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        if region.shape == (self.size, self.size) and not paste:
-            new = output_low[r0:r1, c0:c1]  # already at full resolution: the network output itself
-        elif self.method == "lift":
-            coeffs = lifting.fit_local_affine(item.composite_low, output_low, weight, radius=self.radius, eps=self.eps)
-            new = lifting.apply_affine(coeffs, item.guide[r0:r1, c0:c1], full_shape=region.shape, offset=(r0, c0))
-        else:
-            new = lifting.upsample(output_low, image.size)[r0:r1, c0:c1]
+        new, (r0, r1, c0, c1) = back_to_full_resolution(
+            item.working, output_low, item.guide, region, target=target, method=self.method,
+            radius=self.radius, eps=self.eps, guide_is_composite=not paste,
+        )
         inside = region[r0:r1, c0:c1]
         new = new[inside]
         if paste:  # recolour the cut-out layer, then alpha-blend it on the background
@@ -502,6 +502,83 @@ class Harmonizer:
                 results.append(self.finish(item, out, float(b), float(a), target=target, min_inharmony=min_inharmony))
         return results
 
+    OUTPUTS = ("image", "scores", "inharmony")
+
+    def iter_batch(
+        self,
+        pairs: Iterable[tuple[Any, Any]],
+        *,
+        output: str = "image",
+        target: str = "foreground",
+        resize_mask: bool = False,
+        min_inharmony: float | None = None,
+    ) -> Iterator[BatchOutcome]:
+        """Harmonize (composite, mask) pairs, ``batch_size`` per network call, and yield one
+        :class:`BatchOutcome` per pair, in order; a bad item becomes an outcome with its error and
+        never stops the rest. A mask of None is an error ("no mask found", with
+        :attr:`bargainnet.io.ImagePair.missing` when the pairs come from :mod:`bargainnet.io`).
+
+        ``output``: "image" (full :class:`HarmonizeResult`), "scores" (the network runs, ``before``
+        and ``after`` are set, nothing is lifted: ``image`` is None) or "inharmony" (only the
+        composite is scored, one image per call: ``after`` is None).
+        """
+        if output not in self.OUTPUTS:
+            raise InputError(f"output must be one of {self.OUTPUTS}, got {output!r}")
+        step = 1 if output == "inharmony" else self.batch_size
+        pairs = list(pairs)
+        for start in range(0, len(pairs), step):
+            prepared: list[tuple[BatchOutcome, Prepared]] = []
+            for index in range(start, min(start + step, len(pairs))):
+                pair = pairs[index]
+                composite, mask = pair
+                outcome = BatchOutcome(index, composite, mask)
+                if mask is None:
+                    outcome.error = InputError(f"no mask found {getattr(pair, 'missing', '')}".rstrip())
+                    yield outcome
+                    continue
+                try:
+                    prepared.append((outcome, self.prepare(composite, mask, resize_mask=resize_mask)))
+                except Exception as err:  # noqa: BLE001 - one bad item never stops the rest
+                    outcome.error = err
+                    yield outcome
+            if not prepared:
+                continue
+            items = [item for _, item in prepared]
+            try:
+                if output == "inharmony":
+                    distances = [self._inharmony(items)]
+                    outs = befores = afters = [None]
+                else:
+                    outs, befores, afters = self.run_network(items, target=target)
+            except Exception as err:  # noqa: BLE001
+                for outcome, _ in prepared:
+                    outcome.error = err
+                    yield outcome
+                continue
+            for k, (outcome, item) in enumerate(prepared):
+                try:
+                    if output == "image":
+                        outcome.result = self.finish(
+                            item, outs[k], float(befores[k]), float(afters[k]), target=target, min_inharmony=min_inharmony
+                        )
+                    else:
+                        before = float(distances[k]) if output == "inharmony" else float(befores[k])
+                        after = None if output == "inharmony" else float(afters[k])
+                        outcome.result = HarmonizeResult(
+                            image=None, composite=None, mask=item.mask, before=Inharmony(before, _score(before)),
+                            after=None if after is None else Inharmony(after, _score(after)),
+                            target=target, name=item.name,
+                        )
+                except Exception as err:  # noqa: BLE001
+                    outcome.error = err
+                yield outcome
+
+    def _inharmony(self, items: Sequence[Prepared]) -> float:
+        """Inharmony distance of one prepared item (the domain code extractor only when the runner can)."""
+        if hasattr(self.runner, "inharmony"):
+            return float(self.runner.inharmony(*self._tensors(items))[0])
+        return float(self.run_network(items)[1][0])
+
     # -- public API ------------------------------------------------------------------------
     def harmonize(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None) -> HarmonizeResult:
         """Harmonize one composite's foreground; returns the full :class:`HarmonizeResult`."""
@@ -534,10 +611,6 @@ class Harmonizer:
 
     def score(self, composite, mask, *, resize_mask: bool = False) -> Inharmony:
         """Inharmony of a composite at the working size: distance d(z_b, z̃_f) and its score."""
-        item = self.prepare(composite, mask, resize_mask=resize_mask)
-        if hasattr(self.runner, "inharmony"):
-            distance = float(self.runner.inharmony(*self._tensors([item]))[0])
-        else:
-            distance = float(self.run_network([item])[1][0])
+        distance = self._inharmony([self.prepare(composite, mask, resize_mask=resize_mask)])
         return Inharmony(distance, _score(distance))
 

@@ -216,6 +216,14 @@ def apply_affine(
     return out
 
 
+def bounding_box(region: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(row0, row1, col0, col1), end-exclusive, of the True pixels of ``region``; None if none."""
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    if len(rows) == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def lift(
     composite_low: np.ndarray,
     output_low: np.ndarray,
@@ -246,11 +254,11 @@ def lift(
     coeffs = fit_local_affine(composite_low, output_low, weight_low, radius=radius, eps=eps)
     if region is None:
         return apply_affine(coeffs, guide_full)
-    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
     out = np.array(guide_full, dtype=np.float32, copy=True)
-    if len(rows) == 0:
+    box = bounding_box(region)
+    if box is None:
         return out
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    r0, r1, c0, c1 = box
     out[r0:r1, c0:c1] = apply_affine(
         coeffs, guide_full[r0:r1, c0:c1], full_shape=guide_full.shape[:2], offset=(r0, c0)
     )

@@ -7,10 +7,11 @@ The exported graph takes ``composite`` (B, 3, S, S) in [-1, 1] and ``mask`` (B, 
 * ``inharmony_before`` (B,): d(z_b, z̃_f), the composite's inharmony level (paper §4.6);
 * ``inharmony_after`` (B,): d(z_b, ẑ_f), the same for the harmonized image.
 
-The graph calls the model's building blocks directly (E, then G), without the Python input
-checks of :meth:`BargainNet.forward`, which are value-dependent and cannot be traced.
-The model configuration and the working size are stored in the ONNX metadata
-(``bargainnet_config``, ``bargainnet_size``).
+The graph is the model's own :meth:`harmonize_with_inharmony` (any registered family), which
+skips the value-dependent input checks of ``forward`` (they cannot be traced). The model's
+family, configuration and the working size are stored in the ONNX metadata
+(``bargainnet_architecture``, ``bargainnet_config``, ``bargainnet_size``); :class:`OnnxRunner`
+gives them back as the family's typed configuration.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from torch import Tensor, nn
 
 from ..errors import InputError, OutputError
 from ..io import atomic_write
+from ..models.base import check_size
+from ..models.registry import architecture_of, build_config
 
 INPUT_NAMES = ("composite", "mask")
 OUTPUT_NAMES = ("harmonized", "inharmony_before", "inharmony_after")
@@ -33,37 +36,14 @@ DEFAULT_OPSET = 17
 
 
 class InferenceGraph(nn.Module):
-    """Harmonize and score in one call; shapes as in the module docstring. Eval mode only."""
+    """The exported graph: ``model.harmonize_with_inharmony`` as a module; shapes as in the module docstring."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, composite: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        m = self.model
-        background = 1 - mask
-        # Two E calls in one batch: background code z_b and composite-foreground code z̃_f.
-        codes = m.encoder(torch.cat([composite, composite]), torch.cat([background, mask]))
-        z_b, z_f = codes.chunk(2)
-        if not m.config.use_code:
-            guide = None
-        elif m.config.code_source == "composite":
-            guide = m.encoder(composite, torch.ones_like(mask))
-        else:
-            guide = z_b
-        out = m.translate(composite, mask, guide)
-        harmonized = out * mask + composite * background
-        z_h = m.encoder(harmonized, mask)
-        return harmonized, (z_b - z_f).norm(dim=1), (z_b - z_h).norm(dim=1)
-
-
-def default_size(config) -> int:
-    """The working size: the resolution the weights were trained at when known, else the smallest
-    size the model accepts (a multiple of 2**num_downs, >= 64)."""
-    if getattr(config, "image_size", None):
-        return int(config.image_size)
-    multiple = config.size_multiple
-    return max(multiple, -(-64 // multiple) * multiple)
+        return self.model.harmonize_with_inharmony(composite, mask)
 
 
 def export_onnx(
@@ -79,7 +59,7 @@ def export_onnx(
     Args:
         model: the BargainNet (put in eval mode here).
         path: destination ``.onnx`` (written atomically; never one of ``inputs``).
-        size: working size S (default: :func:`default_size` of the config, 256 for the paper's model).
+        size: working size S (default: the config's default working size, 256 for the paper's model).
         opset: ONNX opset.
 
     Returns:
@@ -92,9 +72,8 @@ def export_onnx(
         if item is not None and Path(item).resolve() == out.resolve():
             raise OutputError(f"{out}: output path is the same file as input {item}; refusing to overwrite an input")
     config = model.config
-    size = int(size or default_size(config))
-    if size % config.size_multiple or size < 64:
-        raise InputError(f"size {size} must be a multiple of {config.size_multiple} (2**num_downs) and >= 64")
+    size = check_size(config, size, what="size")
+    architecture = architecture_of(model)
     graph = InferenceGraph(model.eval().cpu()).eval()
     example = (torch.zeros(2, 3, size, size), torch.ones(2, 1, size, size))
     example[1][:, :, : size // 2] = 0
@@ -117,7 +96,12 @@ def export_onnx(
         import onnx
 
         proto = onnx.load(tmp)
-        for key, value in (("bargainnet_config", json.dumps(config.to_dict())), ("bargainnet_size", str(size))):
+        metadata = (
+            ("bargainnet_architecture", architecture),
+            ("bargainnet_config", json.dumps(config.to_dict())),
+            ("bargainnet_size", str(size)),
+        )
+        for key, value in metadata:
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, tmp)
@@ -128,7 +112,8 @@ def export_onnx(
 class OnnxRunner:
     """Runs an exported graph with onnxruntime (CPU by default).
 
-    ``run(composite, mask)`` takes float32 numpy or torch tensors (B, 3, S, S) in [-1, 1] and
+    ``config`` is the model family's configuration (typed, as ``model.config``) and ``size`` the
+    working size it was exported at. ``run(composite, mask)`` takes float32 numpy or torch tensors (B, 3, S, S) in [-1, 1] and
     (B, 1, S, S) and returns torch tensors (harmonized, inharmony_before, inharmony_after).
     """
 
@@ -154,7 +139,11 @@ class OnnxRunner:
         if names != list(INPUT_NAMES) or "bargainnet_size" not in meta:
             raise InputError(f"{path}: not an ONNX model exported by 'bargainnet export-onnx'")
         self.size = int(meta["bargainnet_size"])
-        self.config = json.loads(meta.get("bargainnet_config", "{}"))
+        try:
+            # files exported before the architecture field hold the paper's model
+            self.config = build_config(meta.get("bargainnet_architecture"), json.loads(meta.get("bargainnet_config", "{}")))
+        except (ValueError, TypeError) as err:
+            raise InputError(f"{path}: invalid model configuration in its metadata: {err}") from None
         self.path = path
 
     def run(self, composite, mask) -> tuple[Tensor, Tensor, Tensor]:

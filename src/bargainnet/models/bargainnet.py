@@ -8,13 +8,15 @@ background harmonization and the inharmony level (paper §4.6).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .domain_encoder import MIN_SIZE, DomainEncoder
+from .base import ModelConfig
+from .domain_encoder import DomainEncoder
 from .generator import AttentionUNet
 
 HARMONY_SCORE_SCALE = 0.04212  # BCMI libcom's bounded harmony score exp(-0.04212 · d)
@@ -22,13 +24,15 @@ CODE_SOURCES = ("background", "composite")
 
 
 @dataclass
-class BargainNetConfig:
+class BargainNetConfig(ModelConfig):
     """Architecture of a BargainNet; stored in every weights file.
 
     ``use_mask``/``use_code``/``code_source`` are the switches behind the supplement's ablations
     (Table 2): mask only = DoveNet (``use_code=False``); no mask (``use_mask=False``); code of the
     whole composite instead of the background (``code_source="composite"``).
     """
+
+    architecture: ClassVar[str] = "bargainnet"
 
     ngf: int = 64
     num_downs: int = 8
@@ -53,17 +57,6 @@ class BargainNetConfig:
     def size_multiple(self) -> int:
         """Height and width must be multiples of this (2**num_downs)."""
         return 2**self.num_downs
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "BargainNetConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown BargainNet configuration keys: {unknown}")
-        return cls(**values)
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
@@ -115,10 +108,10 @@ class BargainNet(nn.Module):
             raise ValueError(f"mask {tuple(mask.shape)} does not match {name} {tuple(image.shape)}")
         h, w = image.shape[-2:]
         m = self.config.size_multiple
-        if h % m or w % m or min(h, w) < MIN_SIZE:
+        if self.config.size_problem(h, w):
             raise ValueError(
                 f"{name} size {h}x{w} cannot go through this model: height and width must be "
-                f"multiples of {m} (2**num_downs) and at least {max(m, 64)}; resize first"
+                f"multiples of {m} (2**num_downs) and at least {max(m, self.config.min_size)}; resize first"
             )
         lo, hi = float(mask.min()), float(mask.max())
         if lo < 0 or hi > 1:
@@ -132,11 +125,14 @@ class BargainNet(nn.Module):
         """E(image, region) -> (B, L) code of the region where ``region_mask`` is 1."""
         return self.encoder(image, region_mask)
 
-    def guide_code(self, composite: Tensor, mask: Tensor) -> Tensor:
-        """The code that guides G: the background's z_b (or the whole composite's, ablation 8)."""
+    def guide_code(self, composite: Tensor, mask: Tensor, z_b: Tensor | None = None) -> Tensor | None:
+        """The code that guides G: the background's z_b (or the whole composite's, ablation 8);
+        None for a model without codes (ablation 1). ``z_b``: the background code when already computed."""
+        if not self.config.use_code:
+            return None
         if self.config.code_source == "composite":
             return self.encoder(composite, torch.ones_like(mask))
-        return self.encoder(composite, 1 - mask)
+        return self.encoder(composite, 1 - mask) if z_b is None else z_b
 
     def translate(self, image: Tensor, region_mask: Tensor, code: Tensor | None) -> Tensor:
         """G's raw output for ``image`` whose ``region_mask`` region is translated to ``code``."""
@@ -147,13 +143,27 @@ class BargainNet(nn.Module):
     def forward(self, composite: Tensor, mask: Tensor) -> Tensor:
         """Paper forward: Î = G(Ĩ, M, z_b), G's raw output (B, 3, H, W) in [-1, 1]."""
         self.check_inputs(composite, mask)
-        code = self.guide_code(composite, mask) if self.config.use_code else None
-        return self.translate(composite, mask, code)
+        return self.translate(composite, mask, self.guide_code(composite, mask))
 
     def harmonize(self, composite: Tensor, mask: Tensor) -> Tensor:
         """Î·M + Ĩ·(1−M): the harmonized foreground on the untouched background."""
         out = self(composite, mask)
         return out * mask + composite * (1 - mask)
+
+    def harmonize_with_inharmony(self, composite: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Harmonize and score in one pass: (Î·M + Ĩ·(1−M) (B, 3, H, W), d(z_b, z̃_f) (B,), d(z_b, ẑ_f) (B,)).
+
+        No value checks (they cannot be traced): this is the graph the ONNX export writes and
+        the Harmonizer runs; call :meth:`check_inputs` first on untrusted input.
+        """
+        background = 1 - mask
+        # Two E calls in one batch: background code z_b and composite-foreground code z̃_f.
+        codes = self.encoder(torch.cat([composite, composite]), torch.cat([background, mask]))
+        z_b, z_f = codes.chunk(2)
+        out = self.translate(composite, mask, self.guide_code(composite, mask, z_b))
+        harmonized = out * mask + composite * background
+        z_h = self.encoder(harmonized, mask)
+        return harmonized, (z_b - z_f).norm(dim=1), (z_b - z_h).norm(dim=1)
 
     def harmonize_background(self, composite: Tensor, mask: Tensor) -> Tensor:
         """Background harmonization (paper §4.6): G(Ĩ, 1−M, z̃_f) composited over the foreground.
@@ -191,11 +201,7 @@ class BargainNet(nn.Module):
             torch.cat([composite, real, composite]), torch.cat([1 - mask, mask, mask])
         )
         z_b, z_f, z_f_comp = codes.split(b)
-        if self.config.code_source == "composite":
-            guide = self.encoder(composite, torch.ones_like(mask))
-        else:
-            guide = z_b
-        harmonized = self.translate(composite, mask, guide if self.config.use_code else None)
+        harmonized = self.translate(composite, mask, self.guide_code(composite, mask, z_b))
         z_f_harm = self.encoder(harmonized, mask)
         return {"harmonized": harmonized, "z_b": z_b, "z_f": z_f, "z_f_harm": z_f_harm, "z_f_comp": z_f_comp}
 

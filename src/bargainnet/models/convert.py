@@ -21,6 +21,7 @@ from torch import Tensor
 from ..errors import InputError
 from ..io import atomic_write
 from .bargainnet import BargainNet, BargainNetConfig
+from .registry import DEFAULT_ARCHITECTURE, architecture_of, get_family
 
 FORMAT_NAME = "bargainnet"
 FORMAT_VERSION = "1"
@@ -108,8 +109,11 @@ def published_state_dicts(model: BargainNet) -> tuple[dict[str, Tensor], dict[st
     return model.generator.state_dict(), model.encoder.state_dict()
 
 
-def save_weights(model: BargainNet, path: str | os.PathLike, dtype: torch.dtype | None = None, **info: str) -> Path:
-    """Write ``model`` as a self-describing safetensors file (atomically).
+def save_weights(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.dtype | None = None, **info: str) -> Path:
+    """Write ``model`` (any registered family) as a self-describing safetensors file (atomically).
+
+    The metadata names the family (``architecture``, e.g. ``"bargainnet"``) and holds its
+    configuration, so :func:`load_weights` rebuilds the right class.
 
     Args:
         dtype: e.g. torch.float16 to halve the file; buffers that count batches stay integers.
@@ -127,6 +131,7 @@ def save_weights(model: BargainNet, path: str | os.PathLike, dtype: torch.dtype 
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
+        "architecture": architecture_of(model),
         "config": json.dumps(model.config.to_dict()),
         **{k: str(v) for k, v in info.items()},
     }
@@ -148,8 +153,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise InputError(f"cannot read weights file {path}: not a safetensors file ({err})") from None
 
 
-def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> BargainNet:
-    """Load a file written by :func:`save_weights` (or ``bargainnet convert``), in eval mode, fp32."""
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a file written by :func:`save_weights` (or ``bargainnet convert``), in eval mode, fp32.
+
+    The model's class comes from the file's ``architecture`` field (:mod:`.registry`); files
+    written before that field existed hold the paper's model.
+    """
     from safetensors.torch import load_file
 
     metadata = read_metadata(path)
@@ -158,11 +167,15 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
             f"{path} is a safetensors file but not a bargainnet weights file (no bargainnet config "
             "in its metadata); convert published checkpoints with 'bargainnet convert'"
         )
+    architecture = metadata.get("architecture", DEFAULT_ARCHITECTURE)
     try:
-        config = BargainNetConfig.from_dict(json.loads(metadata["config"]))
+        family = get_family(architecture)
+        config = family.config_class.from_dict(json.loads(metadata["config"]))
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
     except (ValueError, TypeError) as err:
         raise InputError(f"{path}: invalid model configuration in metadata: {err}") from None
-    model = BargainNet(config)
+    model = family.model_class(config)
     state = load_file(str(path))
     expected = model.state_dict()
     state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}

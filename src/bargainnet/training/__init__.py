@@ -22,7 +22,8 @@ _EXPORTS = {
     **dict.fromkeys(("BargainNetModule", "NonFiniteLossError", "lr_factor", "METRIC_KEYS", "PSNR_CAP"), ".module"),
     **dict.fromkeys(("AtomicCheckpointIO", "StepCheckpoint", "StepProgressBar"), ".callbacks"),
     **dict.fromkeys(("LAST", "CHECKPOINT_PATTERN", "find_checkpoints", "resolve_resume", "read_checkpoint",
-                     "checkpoint_config", "model_from_checkpoint"), ".checkpoints"),
+                     "checkpoint_config", "model_from_checkpoint", "trained_model", "TrainedModel",
+                     "checkpoint_in"), ".checkpoints"),
     **dict.fromkeys(("train", "TrainResult"), ".run"),
 }
 __all__ = sorted(_EXPORTS)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError, OutputError
-from ..models.bargainnet import BargainNet
+from ..models.registry import create_model
 from .config import OptimConfig, TrainConfig
 
 CHECKPOINT_PATTERN = "step{step:08d}"
@@ -67,14 +68,42 @@ def checkpoint_config(path: str | os.PathLike) -> TrainConfig:
     return TrainConfig.from_dict(read_checkpoint(path)["hyper_parameters"]["config"], f"checkpoint {path}")
 
 
-def model_from_checkpoint(path: str | os.PathLike) -> BargainNet:
-    """The :class:`BargainNet` of a training checkpoint, in eval mode."""
+def model_from_checkpoint(path: str | os.PathLike) -> torch.nn.Module:
+    """The model (a :class:`BargainNet`, or the checkpoint's registered family) of a training checkpoint, in eval mode."""
+    return trained_model(path).model
+
+
+@dataclass
+class TrainedModel:
+    """What a checkpoint holds for export: the model (eval mode), its training configuration and step."""
+
+    path: Path
+    model: torch.nn.Module
+    config: TrainConfig
+    step: int | str
+
+
+def trained_model(path: str | os.PathLike) -> TrainedModel:
+    """Read a checkpoint once: its model (eval mode), configuration and training step."""
     ckpt = read_checkpoint(path)
     config = TrainConfig.from_dict(ckpt["hyper_parameters"]["config"], f"checkpoint {path}")
-    model = BargainNet(config.model)
+    model = create_model(config.architecture, config.model)
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise InputError(f"checkpoint {path}: weights do not match its configuration: {err}") from None
-    return model.eval()
+    return TrainedModel(Path(path), model.eval(), config, ckpt.get("global_step", "?"))
+
+
+def checkpoint_in(source: str | os.PathLike) -> Path:
+    """``source`` itself, or for a run folder its ``last.ckpt`` (else its newest step checkpoint)."""
+    source = Path(source)
+    if not source.is_dir():
+        return source
+    if (source / LAST).is_file():
+        return source / LAST
+    found = find_checkpoints(source)
+    if not found:
+        raise InputError(f"{source} holds no checkpoint ({LAST} or step*.ckpt)")
+    return found[-1]

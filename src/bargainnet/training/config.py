@@ -32,6 +32,8 @@ from ..errors import InputError
 from ..evaluation.protocols import PROTOCOL_NAMES as PROTOCOLS
 from ..io import atomic_write_text
 from ..models.bargainnet import BargainNetConfig
+from ..models.base import MIN_WORKING_SIZE
+from ..models.registry import DEFAULT_ARCHITECTURE, get_family
 from .losses import LossConfig
 
 SCHEDULES = ("constant", "cosine", "linear", "step")
@@ -57,8 +59,10 @@ class DataConfig:
     stream_options: dict[str, Any] = field(default_factory=dict)  # extra CompositeStream arguments
 
     def __post_init__(self):
-        if self.size < 64:
-            raise ValueError(f"size must be at least 64 (the domain code extractor needs 63 px), got {self.size}")
+        if self.size < MIN_WORKING_SIZE:
+            raise ValueError(
+                f"size must be at least {MIN_WORKING_SIZE} (the domain code extractor needs 63 px), got {self.size}"
+            )
         lo, hi = self.scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {self.scale}")
@@ -143,8 +147,13 @@ class TrainerConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run except machine paths."""
+    """Everything that defines a training run except machine paths.
 
+    ``architecture`` names the generator family (:mod:`bargainnet.models.registry`); ``model`` is
+    that family's configuration (``BargainNetConfig`` for the paper's model).
+    """
+
+    architecture: str = DEFAULT_ARCHITECTURE
     model: BargainNetConfig = field(default_factory=BargainNetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -157,7 +166,18 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict, source: str = "configuration") -> "TrainConfig":
         """Build and type-check from a (possibly partial) nested dict; missing keys keep defaults."""
-        return _build(cls, values, "", source)
+        if not isinstance(values, dict):
+            return _build(cls, values, "", source)
+        values = dict(values)
+        architecture = values.get("architecture", DEFAULT_ARCHITECTURE)
+        model = values.pop("model", {})
+        config = _build(cls, values, "", source)
+        try:
+            config_class = get_family(architecture).config_class
+        except InputError as err:
+            raise InputError(f"{source}: {err}") from None
+        config.model = _build(config_class, model, "model.", source)
+        return config
 
 
 # ------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..errors import EXIT_FAILURE, UserError
 from ..io import atomic_save_pil
-from ..models.bargainnet import BargainNet
+from ..models.registry import create_model
 from .checkpoints import CHECKPOINT_PATTERN
 from .config import TrainConfig
 from .data import _seed_from
@@ -82,7 +82,8 @@ def _grid_image(samples: dict[str, Tensor], pad: int = 2) -> np.ndarray:
 
 
 class BargainNetModule(L.LightningModule):
-    """LightningModule training a :class:`BargainNet` with the paper's loss.
+    """LightningModule training a :class:`BargainNet` (or any family of :mod:`bargainnet.models.registry`,
+    chosen by ``config.architecture``) with the paper's loss.
 
     ``config``: a :class:`~bargainnet.training.config.TrainConfig` (or its dict, as stored in checkpoints
     under ``hyper_parameters["config"]``). Batches are dicts with ``composite`` (B, 3, H, W) in
@@ -96,10 +97,10 @@ class BargainNetModule(L.LightningModule):
         cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config, "checkpoint configuration")
         self.save_hyperparameters({"config": cfg.to_dict()})
         self.cfg = cfg
-        self.model = BargainNet(cfg.model)
+        self.model = create_model(cfg.architecture, cfg.model)
         # Neither the code nor a triplet needs E: a plain forward skips E (and leaves no unused
         # parameters for DDP to trip over).
-        self.needs_codes = cfg.model.use_code or cfg.loss.background_triplet or cfg.loss.foreground_triplet
+        self.needs_codes = getattr(cfg.model, "use_code", True) or cfg.loss.background_triplet or cfg.loss.foreground_triplet
         self.needs_triplet_codes = cfg.loss.background_triplet or cfg.loss.foreground_triplet
         # The configured protocol's metrics, and when that scores the raw output (published), the
         # composited output's too (suffix "_composited", the "standard" protocol).

@@ -1,0 +1,125 @@
+"""The working-resolution path: to the model's working size, and the colour change back to full
+resolution. One implementation for the :class:`~bargainnet.inference.harmonizer.Harmonizer`,
+evaluation's ``--model-size`` and (through the same working size) the ONNX export.
+
+To the working size S×S (:func:`to_working_size`): the composite is resized as the published test
+code does (Pillow bilinear with antialiasing; on the 8-bit pixels when the input has them); the
+mask's area coverage at S×S (Pillow box filter) is binarised at 0.5 for the network. When no
+low-resolution pixel reaches 0.5 — a tiny object — every pixel it touches counts; when every
+pixel does — a tiny background — only fully covered pixels count.
+
+Back to full resolution (:func:`back_to_full_resolution`): the network's colour change is carried
+over by a local affine colour transform fitted inside the foreground
+(:mod:`bargainnet.inference.lifting`; ``method="upsample"``: the output upsampled instead),
+computed only inside the bounding box of the region that changes. Callers write the returned
+pixels into that region only, so every other pixel stays bit-identical to the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InputError
+from . import lifting
+
+METHODS = ("lift", "upsample")
+
+
+@dataclass
+class Working:
+    """One image at the working size S×S."""
+
+    composite: np.ndarray  # float32 (S, S, 3) in [0, 1]
+    weight: np.ndarray  # float32 (S, S) in [0, 1]: the foreground's area coverage
+    mask: np.ndarray  # bool (S, S): what the network treats as foreground
+
+
+def to_working_size(
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    size: int,
+    *,
+    rgb8: np.ndarray | None = None,
+    name: str = "image",
+    require_both: bool = True,
+) -> Working:
+    """Resize a composite and its mask to size×size (see the module docstring).
+
+    Args:
+        rgb: float (H, W, 3) in [0, 1]; ``rgb8``: the same as uint8 when the input had 8 bits
+            (then it is what gets resized, as the published test transform does).
+        mask: bool (H, W), 1 = foreground.
+        require_both: raise :class:`InputError` when the mask leaves no foreground or no
+            background at the working size (the Harmonizer); False keeps the mask as it is.
+    """
+    s = int(size)
+    if rgb8 is not None:
+        composite = np.asarray(Image.fromarray(rgb8).resize((s, s), Image.BILINEAR), np.float32) / 255
+    else:
+        composite = np.clip(lifting.resize_float(rgb, (s, s)), 0.0, 1.0)
+    weight = np.clip(lifting.resize_float(mask.astype(np.float32), (s, s), Image.BOX), 0.0, 1.0)
+    binary = weight >= 0.5
+    if not binary.any():  # a tiny object: every pixel it touches
+        binary = weight > 1e-6
+    if binary.all():  # a tiny background: keep the pixels it touches as background
+        binary = weight > 1 - 1e-4
+    if require_both and (not binary.any() or binary.all()):
+        raise InputError(f"{name}: the mask leaves no foreground or no background at the working size {s}x{s}")
+    return Working(composite, weight, binary)
+
+
+def fit_weight(working: Working, target: str = "foreground") -> np.ndarray:
+    """Where the colour transform is fitted, (S, S) in [0, 1]: the coverage of the part the
+    network changed (the foreground, or with ``target="background"`` the background)."""
+    if target == "foreground":
+        return np.where(working.mask, working.weight, 0.0)
+    return np.where(working.mask, 0.0, 1.0 - working.weight)
+
+
+def back_to_full_resolution(
+    working: Working,
+    output: np.ndarray,
+    guide: np.ndarray,
+    region: np.ndarray,
+    *,
+    target: str = "foreground",
+    method: str = "lift",
+    radius: int = lifting.DEFAULT_RADIUS,
+    eps: float = lifting.DEFAULT_EPS,
+    guide_is_composite: bool = True,
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The network's colour change at full resolution, inside ``region``'s bounding box.
+
+    Args:
+        working: the network's input (:func:`to_working_size`).
+        output: the network's output at the working size, float (S, S, 3) in [0, 1].
+        guide: the full-resolution image to recolour, float (H, W, 3) in [0, 1] (the composite,
+            or in paste mode the cut-out layer: then ``guide_is_composite=False``).
+        region: bool (H, W), not empty: the pixels the caller will replace.
+        target: "foreground" or "background" (which part the network changed).
+        method: "lift" (local affine colour transform) or "upsample".
+
+    Returns:
+        float32 (r1-r0, c1-c0, 3) in [0, 1] and the box (r0, r1, c0, c1); write its pixels where
+        ``region`` is True.
+    """
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    box = lifting.bounding_box(region)
+    if box is None:
+        raise InputError("the region to harmonize is empty")
+    r0, r1, c0, c1 = box
+    size = working.composite.shape[:2]
+    if region.shape == size and guide_is_composite:
+        return output[r0:r1, c0:c1], box  # already at full resolution: the network output itself
+    if method == "lift":
+        coeffs = lifting.fit_local_affine(
+            working.composite, output, fit_weight(working, target), radius=radius, eps=eps
+        )
+        new = lifting.apply_affine(coeffs, guide[r0:r1, c0:c1], full_shape=region.shape, offset=(r0, c0))
+        return new, box
+    height, width = region.shape
+    return lifting.upsample(output, (width, height))[r0:r1, c0:c1], box

@@ -1,0 +1,92 @@
+"""What every generator family shares: the working-size rule and the model interface.
+
+A family is a model class and its configuration dataclass (registered in
+:mod:`bargainnet.models.registry`). The configuration owns the preprocessing facts — which sizes
+the network accepts (``size_multiple``, ``min_size``) and its default working size
+(``image_size``, the resolution the weights were trained at, when known) — and
+:func:`check_size` is the one place that enforces them (the Harmonizer, evaluation's
+``--model-size``, the ONNX export, ``analyze`` and the training configuration all call it).
+
+The model interface (what the Harmonizer, evaluation, export and training rely on), all images
+(B, 3, H, W) in [-1, 1] and masks (B, 1, H, W) in [0, 1] with 1 = foreground:
+
+- ``forward(composite, mask)`` — the raw output;
+- ``harmonize(composite, mask)`` — the output on the untouched background;
+- ``harmonize_with_inharmony(composite, mask)`` — (harmonized, distance before, distance after),
+  without value checks so that it can be traced for ONNX;
+- ``harmonize_background(composite, mask)``, ``inharmony(composite, mask)``,
+  ``domain_code(image, region_mask)``;
+- ``training_forward(composite, mask, real)`` — what the loss needs;
+- ``config`` — a :class:`ModelConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import ClassVar
+
+from ..errors import InputError
+
+#: Smallest working size of every family: the domain code extractor's five valid stride-2
+#: convolutions need 63 px (see :mod:`bargainnet.models.domain_encoder`).
+MIN_WORKING_SIZE = 64
+
+
+class ModelConfig:
+    """Mixin for a family's configuration dataclass: size rules and (de)serialisation.
+
+    Subclasses are dataclasses; they set ``architecture`` (the registry name) and may override
+    ``size_multiple`` (a property) and ``min_size``. An ``image_size`` field, when present and
+    set, is the default working size.
+    """
+
+    architecture: ClassVar[str] = ""
+    min_size: ClassVar[int] = MIN_WORKING_SIZE
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this."""
+        return 1
+
+    @property
+    def default_size(self) -> int:
+        """The working size: the training resolution when known, else the smallest accepted size."""
+        trained = getattr(self, "image_size", None)
+        if trained:
+            return int(trained)
+        m = self.size_multiple
+        return max(m, -(-self.min_size // m) * m)
+
+    def size_problem(self, height: int, width: int | None = None) -> str | None:
+        """None when the network accepts height x width, else what is wrong (for an error message)."""
+        width = height if width is None else width
+        m = self.size_multiple
+        if height % m or width % m or min(height, width) < self.min_size:
+            return f"must be a multiple of {m} and at least {max(m, self.min_size)}"
+        return None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.architecture or cls.__name__} configuration keys: {unknown}")
+        return cls(**values)
+
+
+def default_size(config) -> int:
+    """The working size of a model configuration (see :attr:`ModelConfig.default_size`)."""
+    return int(config.default_size)
+
+
+def check_size(config, size: int | None = None, *, what: str = "working size") -> int:
+    """``size`` (default: the config's default working size) if the model accepts size x size;
+    otherwise an :class:`~bargainnet.errors.InputError` saying which sizes it accepts."""
+    size = int(size or config.default_size)
+    problem = config.size_problem(size)
+    if problem:
+        raise InputError(f"{what} {size} {problem}")
+    return size
