@@ -26,6 +26,7 @@ def tiny(tmp_path_factory):
     return root, weights
 
 
+@pytest.mark.slow
 def test_analyze_command(tiny, tmp_path, capsys):
     root, weights = tiny
     out = tmp_path / "an"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import re
 
 import numpy as np
@@ -13,6 +15,7 @@ from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
 from bargainnet.models.convert import save_weights
 
 
+@pytest.mark.slow
 def test_export_then_harmonize_with_onnxruntime(tmp_path, capsys):
     torch.manual_seed(0)
     weights = tmp_path / "tiny.safetensors"

@@ -34,6 +34,7 @@ def cli_run(tiny_root, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_train_then_resume_without_config(cli_run, tiny_root):
     assert read_checkpoint(cli_run / "last.ckpt")["global_step"] == 2
     # `--resume` takes the configuration from the checkpoint; a following override is not a path
@@ -41,6 +42,7 @@ def test_train_then_resume_without_config(cli_run, tiny_root):
     assert read_checkpoint(cli_run / "last.ckpt")["global_step"] == 3
 
 
+@pytest.mark.slow
 def test_export_weights_round_trip(cli_run, tmp_path):
     out = tmp_path / "model.safetensors"
     assert main(["export-weights", str(cli_run), "-o", str(out)]) == 0
@@ -87,6 +89,7 @@ def _expected_input_mse(root) -> float:
     return float(np.mean([image_metrics(it["composite"], it["real"], it["mask"], "published")["mse"] for it in ds]))
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tiny_root, tmp_path):
     """Lightning DDP (gloo) with 2 CPU processes: the launcher re-runs the command per rank; the
     validation metrics are reduced over both ranks' halves of the test split (~10 s here)."""

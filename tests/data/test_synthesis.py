@@ -13,7 +13,7 @@ from bargainnet.data.iharmony4 import IHarmony4Dataset, parse_composite_name
 from bargainnet.data.sources import procedural_photos
 from bargainnet.data.synthesis import FAMILIES, draw_composite, make_tiny_dataset, synthesize
 from bargainnet.errors import InputError, OutputError
-from tests.conftest import LALONDE
+from tests.conftest import LALONDE, needs_shared
 
 
 def _read(path: Path) -> np.ndarray:
@@ -155,7 +155,7 @@ def test_folder_without_masks_uses_segments(tmp_path):
         assert 0.02 < mask.mean() < 0.75
 
 
-@pytest.mark.skipif(not LALONDE.is_dir(), reason="shared Lalonde-Efros data not on this machine")
+@needs_shared(LALONDE)
 def test_lalonde_folder_with_masks(tmp_path):
     # A handful of the real photos with their real masks (copied to a temp folder).
     src_i, src_m = tmp_path / "i", tmp_path / "m"

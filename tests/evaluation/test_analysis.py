@@ -72,6 +72,7 @@ def tiny(tmp_path_factory):
     return model, load_dataset(root, "test", size=64)
 
 
+@pytest.mark.slow
 def test_collect_codes_matches_direct_extractor_calls(tiny, tmp_path):
     from bargainnet.evaluation.metrics import image_metrics
 

@@ -245,3 +245,26 @@ def test_16bit_gray_input(harmonizer, tmp_path):
     assert out.mode == "RGB" and out.size == (130, 90)
     expected = np.round(gray / 65535 * 255).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(out)[~mask], np.repeat(expected[..., None], 3, 2)[~mask])
+
+
+def test_iter_batch_yields_a_result_or_an_error_per_item(harmonizer, tmp_path):
+    from PIL import Image
+
+    img = photo(70, 90)
+    mask = box_mask(70, 90, (20, 50), (20, 60))
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "a_mask.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    pairs = [(tmp_path / "a.png", tmp_path / "a_mask.png"), (tmp_path / "broken.png", tmp_path / "a_mask.png"),
+             (tmp_path / "a.png", None)]
+    outcomes = list(harmonizer.iter_batch(pairs))
+    assert [o.index for o in outcomes if o.ok] == [0] and len(outcomes) == 3
+    assert {o.index for o in outcomes if not o.ok} == {1, 2}
+    assert "no mask found" in next(o.message for o in outcomes if o.index == 2)
+    scores = list(harmonizer.iter_batch(pairs[:1], output="scores"))[0].result
+    only = list(harmonizer.iter_batch(pairs[:1], output="inharmony"))[0].result
+    full = outcomes[0].result
+    assert scores.image is None and only.after is None
+    assert scores.before.distance == pytest.approx(full.before.distance, abs=1e-5)
+    assert scores.after.distance == pytest.approx(full.after.distance, abs=1e-5)
+    assert only.before.distance == pytest.approx(full.before.distance, abs=1e-4)

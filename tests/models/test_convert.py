@@ -8,13 +8,14 @@ from bargainnet.errors import InputError
 from bargainnet.models.bargainnet import BargainNet
 from bargainnet.models.convert import load_published, load_weights, read_metadata, save_weights
 
-from tests.conftest import FIXTURES
+from tests.conftest import SHARED_FIXTURES, require_shared
 
-PARITY = FIXTURES / "official_parity_ngf8.pt"
+PARITY = SHARED_FIXTURES / "official_parity_ngf8.pt"
 
 
 @pytest.fixture(scope="module")
 def parity():
+    require_shared(PARITY)
     return torch.load(PARITY, weights_only=True)
 
 

@@ -65,6 +65,7 @@ def tiny_run(tiny_root, tmp_path_factory):
     return out, rec, cfg, result
 
 
+@pytest.mark.slow
 def test_tiny_configuration_learns(tiny_run):
     _, rec, cfg, result = tiny_run
     assert rec.steps == list(range(cfg.trainer.max_steps)) and result.global_step == cfg.trainer.max_steps
@@ -114,6 +115,7 @@ def test_validation_metrics_agree_with_bargainnet_metrics(tiny_run, tiny_root):
     assert result.metrics["val/mse"] == pytest.approx(np.mean(per), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_step_count_and_reproduces_the_losses(tiny_root, tmp_path):
     cfg = tiny("trainer.max_steps=6", "trainer.ckpt_every_n_steps=3", "trainer.val_every_n_steps=3",
                "trainer.deterministic=true", "trainer.keep_last_k=1", "data.batch_size=2")
@@ -164,6 +166,7 @@ class Poison(L.Callback):
             p.register_hook(lambda g: g * float("nan"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where, words", [("weights", "the loss is not finite"), ("gradients", "gradient norm is nan")])
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_root, tmp_path, where, words):
     cfg = tiny("trainer.max_steps=10", "trainer.ckpt_every_n_steps=2", "trainer.val_every_n_steps=0",
@@ -181,6 +184,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_root, tmp
 ABLATIONS = sorted(CONFIGS.glob("ablation_*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.stem)
 def test_each_ablation_builds_and_runs_a_step(path, tiny_root, tmp_path):
     full = load_config(path)
@@ -245,6 +249,7 @@ def test_learning_rate_schedules():
     assert lr_factor(12345, o, 100) == 1.0  # published: constant
 
 
+@pytest.mark.slow
 def test_max_hours_stops_with_a_final_checkpoint(tiny_root, tmp_path):
     cfg = tiny("trainer.max_steps=1000", "trainer.max_hours=0.0005", "trainer.val_every_n_steps=0",
                "trainer.ckpt_every_n_steps=1000", "data.batch_size=2")
@@ -271,6 +276,7 @@ def test_learning_curve_script(tiny_run, tmp_path):
     assert text.count("\n") == 4 and f"{result.metrics['val/mse']:.1f}" in text  # header, rule, 2 validations
 
 
+@pytest.mark.slow
 def test_checkpoints_with_a_schedule_load_weights_only_and_resume(tiny_root, tmp_path):
     """A scheduled run's checkpoints hold no pickled objects: read_checkpoint/export and --resume work."""
     overrides = ("optim.schedule=cosine", "optim.warmup_steps=1", "trainer.val_every_n_steps=0",

@@ -527,51 +527,53 @@ class Harmonizer:
         step = 1 if output == "inharmony" else self.batch_size
         pairs = list(pairs)
         for start in range(0, len(pairs), step):
-            prepared: list[tuple[BatchOutcome, Prepared]] = []
-            for index in range(start, min(start + step, len(pairs))):
-                pair = pairs[index]
-                composite, mask = pair
-                outcome = BatchOutcome(index, composite, mask)
-                if mask is None:
-                    outcome.error = InputError(f"no mask found {getattr(pair, 'missing', '')}".rstrip())
-                    yield outcome
-                    continue
-                try:
-                    prepared.append((outcome, self.prepare(composite, mask, resize_mask=resize_mask)))
-                except Exception as err:  # noqa: BLE001 - one bad item never stops the rest
-                    outcome.error = err
-                    yield outcome
-            if not prepared:
+            yield from self._run_chunk(pairs, range(start, min(start + step, len(pairs))), output, target,
+                                       resize_mask, min_inharmony)
+
+    def _run_chunk(self, pairs, indices, output, target, resize_mask, min_inharmony) -> list[BatchOutcome]:
+        """The outcomes of ``pairs[indices]`` (one network call), in input order."""
+        outcomes: list[BatchOutcome] = []
+        prepared: list[tuple[BatchOutcome, Prepared]] = []
+        for index in indices:
+            pair = pairs[index]
+            composite, mask = pair
+            outcome = BatchOutcome(index, composite, mask)
+            outcomes.append(outcome)
+            if mask is None:
+                outcome.error = InputError(f"no mask found {getattr(pair, 'missing', '')}".rstrip())
                 continue
-            items = [item for _, item in prepared]
             try:
-                if output == "inharmony":
-                    distances = [self._inharmony(items)]
-                    outs = befores = afters = [None]
-                else:
-                    outs, befores, afters = self.run_network(items, target=target)
+                prepared.append((outcome, self.prepare(composite, mask, resize_mask=resize_mask)))
+            except Exception as err:  # noqa: BLE001 - one bad item never stops the rest
+                outcome.error = err
+        if not prepared:
+            return outcomes
+        items = [item for _, item in prepared]
+        try:
+            if output == "inharmony":
+                distances = [self._inharmony(items)]
+            else:
+                outs, befores, afters = self.run_network(items, target=target)
+        except Exception as err:  # noqa: BLE001
+            for outcome, _ in prepared:
+                outcome.error = err
+            return outcomes
+        for k, (outcome, item) in enumerate(prepared):
+            try:
+                if output == "image":
+                    outcome.result = self.finish(
+                        item, outs[k], float(befores[k]), float(afters[k]), target=target, min_inharmony=min_inharmony
+                    )
+                    continue
+                before = float(distances[k]) if output == "inharmony" else float(befores[k])
+                after = None if output == "inharmony" else float(afters[k])
+                outcome.result = HarmonizeResult(
+                    image=None, composite=None, mask=item.mask, before=Inharmony(before, _score(before)),
+                    after=None if after is None else Inharmony(after, _score(after)), target=target, name=item.name,
+                )
             except Exception as err:  # noqa: BLE001
-                for outcome, _ in prepared:
-                    outcome.error = err
-                    yield outcome
-                continue
-            for k, (outcome, item) in enumerate(prepared):
-                try:
-                    if output == "image":
-                        outcome.result = self.finish(
-                            item, outs[k], float(befores[k]), float(afters[k]), target=target, min_inharmony=min_inharmony
-                        )
-                    else:
-                        before = float(distances[k]) if output == "inharmony" else float(befores[k])
-                        after = None if output == "inharmony" else float(afters[k])
-                        outcome.result = HarmonizeResult(
-                            image=None, composite=None, mask=item.mask, before=Inharmony(before, _score(before)),
-                            after=None if after is None else Inharmony(after, _score(after)),
-                            target=target, name=item.name,
-                        )
-                except Exception as err:  # noqa: BLE001
-                    outcome.error = err
-                yield outcome
+                outcome.error = err
+        return outcomes
 
     def _inharmony(self, items: Sequence[Prepared]) -> float:
         """Inharmony distance of one prepared item (the domain code extractor only when the runner can)."""

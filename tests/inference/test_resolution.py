@@ -1,0 +1,57 @@
+"""The working-resolution path shared by the Harmonizer and evaluation's --model-size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bargainnet.errors import InputError
+from bargainnet.inference import lifting
+from bargainnet.inference.resolution import back_to_full_resolution, fit_weight, to_working_size
+
+
+def _image(h, w, seed=0):
+    return np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
+
+
+def test_tiny_object_and_tiny_background_fallbacks():
+    mask = np.zeros((512, 512), bool)
+    mask[100:103, 200:203] = True  # 3 px: under half a working pixel at 64
+    working = to_working_size(_image(512, 512), mask, 64)
+    assert working.mask.any() and working.composite.shape == (64, 64, 3)
+    assert not to_working_size(_image(512, 512), ~mask, 64).mask.all()
+    with pytest.raises(InputError, match="no foreground or no background"):
+        to_working_size(_image(64, 64), np.zeros((64, 64), bool), 64, name="x")
+    assert not to_working_size(_image(64, 64), np.zeros((64, 64), bool), 64, require_both=False).mask.any()
+
+
+def test_8bit_input_is_resized_on_its_8bit_pixels():
+    rgb8 = (np.random.default_rng(1).random((100, 80, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((100, 80), bool)
+    mask[20:60, 10:50] = True
+    working = to_working_size(rgb8 / 255.0, mask, 64, rgb8=rgb8)
+    assert working.composite.max() <= 1 and np.allclose(working.composite * 255, np.round(working.composite * 255))
+
+
+@pytest.mark.parametrize("method", ["lift", "upsample"])
+def test_back_to_full_resolution_stays_in_the_region_box(method):
+    full = _image(130, 90)
+    mask = np.zeros((130, 90), bool)
+    mask[30:80, 20:70] = True
+    working = to_working_size(full, mask, 64)
+    output = np.clip(working.composite * 0.8 + 0.1, 0, 1)
+    new, box = back_to_full_resolution(working, output, full, mask, method=method)
+    assert box == (30, 80, 20, 70) and new.shape == (50, 50, 3)
+    if method == "lift":  # the same as lifting.lift over the whole image, inside the box
+        whole = lifting.lift(working.composite, output, fit_weight(working), full)
+        assert np.allclose(new, whole[30:80, 20:70], atol=1e-6)
+
+
+def test_at_the_working_size_the_network_output_is_used_as_is():
+    full = _image(64, 64)
+    mask = np.zeros((64, 64), bool)
+    mask[10:30, 10:30] = True
+    working = to_working_size(full, mask, 64)
+    output = _image(64, 64, seed=3)
+    new, (r0, r1, c0, c1) = back_to_full_resolution(working, output, full, mask)
+    assert np.array_equal(new, output[r0:r1, c0:c1])
