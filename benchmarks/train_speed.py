@@ -10,7 +10,7 @@ CPU (this sandbox)::
     python benchmarks/train_speed.py configs/bargainnet.yaml --batch-sizes 1,4 --precisions 32,bf16-mixed
 
 GPU (bf16 autocast, channels-last, optional torch.compile; anchor: the published classes reach
-1,194 img/s at batch 128 bf16 channels-last on an H100, DESIGN §3)::
+1,194 img/s at batch 128 bf16 channels-last on an H100, docs/design.md §7)::
 
     python benchmarks/train_speed.py configs/bargainnet.yaml --device cuda --batch-sizes 128 \\
         --precisions bf16-mixed --channels-last --compile both

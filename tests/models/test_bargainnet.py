@@ -26,7 +26,7 @@ def test_full_size_state_dict_matches_published_keys_and_shapes():
     model = BargainNet()
     assert {k: list(v.shape) for k, v in model.generator.state_dict().items()} == g_expected
     assert {k: list(v.shape) for k, v in model.encoder.state_dict().items()} == e_expected
-    # DESIGN §1 parameter counts
+    # docs/design.md §1 parameter counts
     assert model.num_parameters() == {"generator": 54_776_324, "encoder": 3_919_376}
 
 

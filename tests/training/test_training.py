@@ -191,7 +191,7 @@ def test_each_ablation_builds_and_runs_a_step(path, tiny_root, tmp_path):
     counts = BargainNet(full.model).num_parameters()  # the full-size model builds
     assert counts["encoder"] == 3_919_376
     if path.stem == "ablation_3_full":
-        assert counts["generator"] == 54_776_324  # DESIGN §1
+        assert counts["generator"] == 54_776_324  # docs/design.md §1
     small = load_config(path, ["model.ngf=8", "model.num_downs=5", "model.code_dim=8", "data.size=64",
                                "data.batch_size=2", "data.num_workers=0", "trainer.max_steps=1",
                                "trainer.val_every_n_steps=0", "trainer.accelerator=cpu", "trainer.devices=1"])

@@ -1,6 +1,6 @@
 """The iHarmony4 layout: list files, name parsing, checks, and a torch Dataset.
 
-Layout (DESIGN §2)::
+Layout (docs/design.md §4)::
 
     <root>/IHD_train.txt, IHD_test.txt        lines like  HAdobe5k/composite_images/a0001_1_1.jpg
     <root>/<Sub>/<Sub>_train.txt, _test.txt   the same per sub-dataset (bare file names accepted)

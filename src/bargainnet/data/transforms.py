@@ -6,7 +6,7 @@ on PIL images (RGB, L, RGB of one size) that applies the *same* geometry to all 
 comes from ``generator`` (a ``torch.Generator``) or, when None, torch's global generator, which
 PyTorch seeds per DataLoader worker.
 
-Published facts (DESIGN §2): training = ``RandomResizedCrop(256, scale=(0.5, 1))`` + horizontal
+Published facts (docs/design.md §2): training = ``RandomResizedCrop(256, scale=(0.5, 1))`` + horizontal
 flip, identical on the three images; test = bilinear resize to 256×256. Masks are resized
 bilinearly and thresholded at > 127 (binary {0, 1}).
 """

@@ -1,7 +1,7 @@
 """Per-image harmonization metrics — MSE, PSNR, foreground MSE — under named protocols.
 
 Papers in this field report MSE/PSNR/fMSE but compute them differently, so every number this
-package reports names the protocol that produced it (DESIGN §2):
+package reports names the protocol that produced it (docs/design.md §3):
 
 ``published``
     Exactly what the published BargainNet/DoveNet ``test.py`` does: the generator's *raw* output

@@ -17,7 +17,7 @@ from .metrics import RATIO_BINS
 from .plots import plot_fmse_vs_ratio
 
 # Paper (ICME 2021) Table 1, iHarmony4 test set, published protocol: (MSE, PSNR) per sub-dataset,
-# fMSE for all. The input composite's per-sub-dataset numbers are not restated in DESIGN §1.
+# fMSE for all. The input composite's per-sub-dataset numbers are not restated in docs/design.md §1.
 PAPER_TABLE1: dict[str, dict[str, Any]] = {
     "Input composite": {"All": (172.47, 31.63)},
     "BargainNet (paper)": {

@@ -2,7 +2,7 @@
 
 Reference: bcmi/BargainNet ``models/partialconv2d.py`` (multi_channel=False, return_mask=True).
 Unlike the published layer this one is stateless (no cached mask ratio), which keeps it correct
-under ``torch.compile`` and ONNX export (DESIGN §2).
+under ``torch.compile`` and ONNX export (docs/design.md §2).
 """
 
 from __future__ import annotations
