@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -16,3 +17,17 @@ def report_failures(failed: list[tuple[Path, str]], total: int) -> int:
     for path, message in failed:
         print(f"  {path}: {message}", file=sys.stderr)
     return EXIT_PARTIAL
+
+
+def comma_pair(convert, expected: str):
+    """An argparse ``type`` for "A,B": two values converted by ``convert``; ``expected`` names the
+    form in the error (e.g. "X,Y (two integers)")."""
+
+    def parse(text: str) -> tuple:
+        try:
+            a, b = (convert(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        return a, b
+
+    return parse

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_USAGE, OutputError, UserError
 from ..inference.figures import harmonize_figure, thumbnail
-from .common import report_failures
+from .common import comma_pair, report_failures
 
 HELP = "harmonize composites at full resolution (one image, a pasted cut-out, or a folder)"
 
@@ -36,12 +36,7 @@ class UsageError(UserError):
     exit_code = EXIT_USAGE
 
 
-def _position(text: str) -> tuple[int, int]:
-    try:
-        x, y = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected X,Y (two integers), got {text!r}") from None
-    return x, y
+_position = comma_pair(int, "X,Y (two integers)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import comma_pair
+
 HELP = "make an iHarmony4-layout harmonization dataset from photos (with or without masks)"
 
 EPILOG = """examples:
@@ -15,12 +17,7 @@ EPILOG = """examples:
 """
 
 
-def _pair(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN,MAX, got {text!r}") from None
-    return lo, hi
+_pair = comma_pair(float, "MIN,MAX")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
