@@ -91,7 +91,8 @@ class Outcome:
         before_preview, after_preview: PNG previews (long side <= PREVIEW_SIDE) of the input
             (in paste mode: the pasted composite) and of the result.
         info: JSON-able summary: name, width, height, target ("foreground"/"background"),
-            before/after {distance, score}, got_worse, skipped, seconds.
+            before/after {distance, score}, got_worse, skipped, seconds (reading, harmonizing
+            and writing the PNG and previews).
     """
 
     png: Path
@@ -181,7 +182,7 @@ class WebApp:
             except OSError:  # another request removed it first
                 pass
 
-    def _outcome(self, result, name: str, seconds: float) -> Outcome:
+    def _outcome(self, result, name: str, start: float) -> Outcome:
         folder = self._request_dir()
         stem = Path(name).stem or "image"
         png = _save_png(result.image, folder / f"{stem}_harmonized.png")
@@ -194,7 +195,7 @@ class WebApp:
             "before": {"distance": round(float(b.distance), 4), "score": round(float(b.score), 4)},
             "after": {"distance": round(float(a.distance), 4), "score": round(float(a.score), 4)},
             "got_worse": bool(not result.skipped and a.distance > b.distance),
-            "skipped": bool(result.skipped), "seconds": round(seconds, 3),
+            "skipped": bool(result.skipped), "seconds": round(time.perf_counter() - start, 3),
         }
         return Outcome(png, before, after, info)
 
@@ -213,7 +214,7 @@ class WebApp:
             result = h.process([h.prepare(composite, mask, resize_mask=resize_mask)], target="background")[0]
         else:
             result = h.harmonize(composite, mask, resize_mask=resize_mask)
-        return self._outcome(result, _display_name(composite), time.perf_counter() - start)
+        return self._outcome(result, _display_name(composite), start)
 
     def paste(self, cutout, background, *, position: tuple[int, int] | None = None, scale: float = 1.0) -> Outcome:
         """Paste ``cutout`` (RGBA path; its alpha is the mask) on ``background`` with its top-left
@@ -224,7 +225,7 @@ class WebApp:
         start = time.perf_counter()
         result = self.harmonizer.paste(cutout, background, position=position, scale=float(scale))
         name = f"{Path(_display_name(cutout)).stem}_on_{_display_name(background)}"
-        return self._outcome(result, name, time.perf_counter() - start)
+        return self._outcome(result, name, start)
 
     # -- helpers of the page ------------------------------------------------------------------
     def editor_value(self, composite) -> dict | None:
@@ -551,13 +552,14 @@ def build_blocks(app: WebApp):
                     with gr.Tab("Cut-out + background", id="paste"):
                         with gr.Row():
                             cutout = ImageFile(label="Cut-out (PNG with transparency: its alpha is the mask)", type="filepath",
-                                               image_mode=None, height=240, elem_id="cutout")
+                                               image_mode=None, height=240, sources=["upload", "clipboard"],
+                                               elem_id="cutout")
                             backdrop = ImageFile(label="Background photo", type="filepath", image_mode=None, height=240,
-                                                 elem_id="backdrop")
+                                                 sources=["upload", "clipboard"], elem_id="backdrop")
                         with gr.Row():
-                            cx = gr.Slider(0, 100, value=50, step=0.5, label="Centre x (% of the width)")
-                            cy = gr.Slider(0, 100, value=50, step=0.5, label="Centre y (% of the height)")
-                            scale = gr.Slider(0.05, 4, value=1, step=0.01, label="Scale of the cut-out")
+                            cx = gr.Slider(0, 100, value=50, step=0.5, label="Centre x (%)")
+                            cy = gr.Slider(0, 100, value=50, step=0.5, label="Centre y (%)")
+                            scale = gr.Slider(0.05, 4, value=1, step=0.01, label="Scale")
                         preview = gr.Image(label="Paste preview (live, reduced)", interactive=False, type="numpy",
                                            format="jpeg", height=320, elem_id="paste-preview")
                         paste_run = gr.Button("Harmonize the paste", variant="primary", elem_id="harmonize-paste")
