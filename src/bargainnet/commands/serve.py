@@ -67,8 +67,10 @@ def run(args) -> int:
         raise ServeError(f"cannot listen on {args.host}:{args.port} ({err}); choose another --port") from None
     print(f"bargainnet serve: {demo.local_url} (Ctrl-C to stop)", flush=True)
     stop = threading.Event()
-    # SIGTERM (service managers, `kill`) stops as cleanly as Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C and SIGTERM (service managers, `kill`) stop cleanly; SIGINT is set explicitly because
+    # a shell starts background jobs with it ignored, and `kill -INT` should still stop us.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
             pass
