@@ -178,3 +178,14 @@ def test_the_page_builds_with_its_api(app):
     demo = webapp.build_blocks(app)
     names = {fn.api_name for fn in demo.fns.values()}
     assert {"harmonize", "paste"} <= names
+
+
+def test_image_uploads_reach_the_handler_undecoded(tmp_path):
+    gr = pytest.importorskip("gradio")
+    from gradio.data_classes import ImageData
+
+    junk = tmp_path / "photo.jpg"
+    junk.write_bytes(b"not an image")
+    image_file = webapp.raw_upload(gr.Image(type="filepath", image_mode=None, render=False), gr)
+    assert image_file.preprocess(ImageData(path=str(junk), orig_name="photo.jpg")) == str(junk)
+    assert image_file.preprocess(None) is None

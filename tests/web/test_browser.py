@@ -143,4 +143,13 @@ def test_harmonize_an_example_in_the_browser(browser, default_server, tmp_path):
     painted = _download(browser, tmp_path)
     changed = (painted != original).any(axis=2)
     assert 0 < changed.mean() < 0.2  # only around the stroke
+
+    # 4. a file that is not an image: the library's message, not a decoding error.
+    junk = tmp_path / "holiday.jpg"
+    junk.write_bytes(b"this is not a JPEG" * 8)
+    _upload(browser, "composite", junk)
+    time.sleep(0.5)
+    browser.find_element(By.ID, "harmonize").click()
+    status = _wait_status(browser, "Error")
+    assert "holiday.jpg" in status and "Traceback" not in browser.page_source
     assert time.monotonic() - start < 60

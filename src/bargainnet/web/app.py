@@ -415,22 +415,22 @@ def _gradio():
     return gr
 
 
-def _image_file_class(gr):
-    class ImageFile(gr.Image):
-        """An image upload handed to the handler as the uploaded file's path, not decoded by
-        gradio: :mod:`bargainnet.io` reads it (EXIF, 16 bits, pixel limit) and a bad file gets
-        the library's clear message instead of a decoding error before the handler runs."""
+def raw_upload(component, gr):
+    """Make an image upload reach the handler as the uploaded file's path, undecoded, so that
+    :mod:`bargainnet.io` reads it (EXIF, 16 bits, our pixel limit) and a bad file gets the
+    library's clear message instead of a decoding error inside gradio before the handler runs.
+    (An instance attribute, not a subclass: gradio writes a ``.pyi`` file beside the module of
+    every component subclass.)"""
 
-        is_template = True  # rendered by gradio's own Image component
+    def preprocess(payload):
+        if payload is None:
+            return None
+        if payload.path is None:
+            raise gr.Error("the image did not arrive; upload it again")
+        return str(payload.path)
 
-        def preprocess(self, payload):
-            if payload is None:
-                return None
-            if payload.path is None:
-                raise gr.Error("the image did not arrive; upload it again")
-            return str(payload.path)
-
-    return ImageFile
+    component.preprocess = preprocess
+    return component
 
 
 def make_cutout_example(examples: Path | None, folder: Path) -> list[list]:
@@ -459,7 +459,9 @@ def build_blocks(app: WebApp):
     """The page (a ``gr.Blocks``) around ``app``'s handlers; call ``.queue()`` and ``.launch()``
     on it (see :func:`launch`)."""
     gr = _gradio()
-    ImageFile = _image_file_class(gr)
+
+    def ImageFile(**kwargs):  # noqa: N802 - reads like the component it makes
+        return raw_upload(gr.Image(**kwargs), gr)
 
     def failed(err: BaseException, inputs: dict) -> str:
         if not isinstance(err, UserError):
