@@ -43,7 +43,7 @@ def test_four_parallel_requests_get_their_own_correct_results(client, tiny_harmo
 
     jobs = [client.submit(handle_file(str(c)), handle_file(str(m)), False, False, api_name="/harmonize") for c, m in pairs]
     results = [job.result(timeout=120) for job in jobs]
-    for (composite, mask), (png, info) in zip(pairs, results):
+    for (composite, mask), (png, info) in zip(pairs, results, strict=True):
         expected = np.asarray(tiny_harmonizer(str(composite), str(mask)))
         got = read_rgb(png)
         np.testing.assert_array_equal(got, expected)

@@ -269,7 +269,9 @@ class WebApp:
         bg = _preview_image(str(background), _mtime(background), "RGB", limit)
         fg = _preview_image(str(cutout), _mtime(cutout), "RGBA", limit)
         if fg.mode != "RGBA":
-            raise InputError(f"{_display_name(cutout)}: the cut-out has no alpha channel; its alpha is the mask (use an RGBA PNG)")
+            raise InputError(
+                f"{_display_name(cutout)}: the cut-out has no alpha channel; its alpha is the mask (use an RGBA PNG)"
+            )
         x, y = self.paste_position(cutout, background, cx, cy, scale)
         bw, _ = _image_size(str(background))
         fw, fh = _image_size(str(cutout))
@@ -403,7 +405,7 @@ def _image_size(path: str) -> tuple[int, int]:
 
 
 # -- the Gradio page -----------------------------------------------------------------------------
-class WebUnavailable(UserError):
+class WebUnavailableError(UserError):
     """gradio is not installed."""
 
 
@@ -411,7 +413,7 @@ def _gradio():
     try:
         import gradio as gr
     except ImportError:
-        raise WebUnavailable('the web app needs gradio: pip install "bargainnet[web]"') from None
+        raise WebUnavailableError('the web app needs gradio: pip install "bargainnet[web]"') from None
     return gr
 
 
@@ -553,7 +555,8 @@ def build_blocks(app: WebApp):
                         )
                         with gr.Row():
                             background = gr.Checkbox(
-                                label="Harmonize the background instead (paper \u00a74.6): the background takes the foreground's look",
+                                label="Harmonize the background instead (paper \u00a74.6): "
+                                      "the background takes the foreground's look",
                                 elem_id="harmonize-background")
                             resize_mask = gr.Checkbox(label="Resize a mask of another size", elem_id="resize-mask")
                         run = gr.Button("Harmonize", variant="primary", elem_id="harmonize")
@@ -576,7 +579,8 @@ def build_blocks(app: WebApp):
                         paste_run = gr.Button("Harmonize the paste", variant="primary", elem_id="harmonize-paste")
                         rows = make_cutout_example(app.examples, app.workdir / "examples")
                         if rows:
-                            gr.Examples(rows, inputs=[cutout, backdrop, cx, cy, scale], label="Example (click, then Harmonize the paste)")
+                            gr.Examples(rows, inputs=[cutout, backdrop, cx, cy, scale],
+                                        label="Example (click, then Harmonize the paste)")
             with gr.Column(scale=1):
                 status = gr.Markdown("Upload a composite and its mask, or click an example.", elem_id="status")
                 slider = gr.ImageSlider(label="Before / after (drag the handle)", type="filepath", format="png",
