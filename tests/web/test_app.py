@@ -129,10 +129,10 @@ def test_wrong_size_mask_can_be_resized(app):
     assert outcome.info["width"] == 640
 
 
-def test_huge_image_is_refused_from_its_header(tiny_harmonizer, tiny_weights, tmp_path):
+def test_huge_image_is_refused_from_its_header(tiny_weights, tmp_path):
     from bargainnet.inference import Harmonizer
 
-    small_limit = Harmonizer(tiny_harmonizer.runner.model, max_pixels=100_000)
+    small_limit = Harmonizer.from_pretrained(tiny_weights, max_pixels=100_000)
     app = webapp.WebApp(small_limit, weights=tiny_weights, workdir=tmp_path / "w", examples=None)
     with pytest.raises(InputError) as err:
         app.harmonize(str(COMPOSITE), str(MASK))
