@@ -22,6 +22,7 @@ from .errors import EXIT_FAILURE, UserError
 COMMANDS: dict[str, str] = {
     "harmonize": "harmonize",
     "score": "score",
+    "serve": "serve",
     "evaluate": "evaluate",
     "analyze": "analyze",
     "train": "train",
