@@ -24,7 +24,8 @@ NAMES = ("cafeteria_person", "meadow_squirrel", "shelf_item")
 @pytest.fixture(scope="module")
 def client(server):
     gradio_client = pytest.importorskip("gradio_client")
-    return gradio_client.Client(server, verbose=False)
+    # a generous read timeout: a loaded 2-core machine may take tens of seconds per request
+    return gradio_client.Client(server, verbose=False, httpx_kwargs={"timeout": 300})
 
 
 def _files(name):
