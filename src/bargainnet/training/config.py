@@ -314,6 +314,8 @@ def _coerce(value: Any, tp, key: str, source: str):
 
 def _deep_merge(base: dict, update: dict) -> dict:
     out = dict(base)
+    if update.get("architecture", out.get("architecture")) != out.get("architecture"):
+        out.pop("model", None)  # another generator family: the base's model section does not apply
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "stream_options":
             out[key] = _deep_merge(out[key], value)
