@@ -133,3 +133,15 @@ def test_harmonizer_applies_the_transform_at_full_resolution(monkeypatch):
     assert np.abs(out[mask].astype(float) - image[mask]).mean() > 1  # it did change the foreground
     lifted = np.asarray(Harmonizer(model, method="lift").harmonize(image, mask).image)
     assert np.array_equal(lifted[~mask], image[~mask])
+
+
+def test_overrides_are_checked_within_the_files_family():
+    from pathlib import Path
+
+    from bargainnet.errors import InputError
+    from bargainnet.training.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "color_transform.yaml"
+    assert load_config(path, ["model.grid=0"]).model.grid == 0
+    with pytest.raises(InputError, match="model.ngf"):
+        load_config(path, ["model.ngf=8"])
