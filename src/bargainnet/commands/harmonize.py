@@ -61,8 +61,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     model.add_argument("--batch-size", type=int, default=4, help="images per network call in folder mode (default 4)")
     model.add_argument("--size", type=int, help="working resolution (default: the model's, 256 for the paper's)")
-    model.add_argument("--method", choices=("lift", "upsample"), default="lift",
-                       help="lift: carry the colour change to full resolution (default); upsample: upsample the output")
+    model.add_argument("--method", choices=("auto", "transform", "lift", "upsample"), default="auto",
+                       help="how the result reaches full resolution: transform = apply the model's predicted colour "
+                            "transform to every pixel; lift = carry the network's colour change over with a fitted "
+                            "local affine transform; upsample = upsample the output; auto (default) = transform "
+                            "when the model predicts one, else lift")
     model.add_argument("--harmonize-background", action="store_true",
                        help="translate the background to the foreground's domain instead (paper §4.6)")
     model.add_argument("--min-inharmony", type=float, metavar="T",

@@ -45,7 +45,7 @@ from .. import io as bio
 from ..errors import InputError
 from ..models.base import check_size
 from . import lifting
-from .resolution import METHODS, Working, back_to_full_resolution, to_working_size
+from .resolution import METHODS, Working, back_to_full_resolution, to_working_size, transform_applier
 
 DEFAULT_WEIGHTS = "weights/default.safetensors"  # package data of `bargainnet`
 
@@ -173,13 +173,23 @@ class TorchRunner:
         self.device = device
         self.config = model.config
 
+    @property
+    def predicts_transform(self) -> bool:
+        """Whether the model predicts a colour transform that can be applied at full resolution."""
+        return bool(getattr(self.model, "predicts_transform", False))
+
     def run(self, composite, mask):
-        """(B,3,S,S) in [-1,1], (B,1,S,S) -> harmonized, inharmony before, after (torch, CPU)."""
+        """(B,3,S,S) in [-1,1], (B,1,S,S) -> harmonized, inharmony before, after (torch, CPU), and
+        the per-image transform parameters (a list of dicts, or None for a pixel generator)."""
         import torch
 
+        c, m = composite.to(self.device), mask.to(self.device)
         with torch.inference_mode():
-            outs = self.model.harmonize_with_inharmony(composite.to(self.device), mask.to(self.device))
-        return tuple(o.float().cpu() for o in outs)
+            if self.predicts_transform:
+                *outs, params = self.model.harmonize_with_inharmony(c, m, return_params=True)
+            else:
+                outs, params = self.model.harmonize_with_inharmony(c, m), None
+        return (*(o.float().cpu() for o in outs), _split_params(params, composite.shape[0]))
 
     def inharmony(self, composite, mask):
         """Inharmony distance (B,) of composites (B,3,S,S) with masks (B,1,S,S)."""
@@ -198,7 +208,15 @@ class TorchRunner:
             out = self.model.harmonize_background(c, m)
             before, _ = self.model.inharmony(c, m)
             after, _ = self.model.inharmony(out, m)
-        return out.float().cpu(), before.float().cpu(), after.float().cpu()
+            params = self.model.background_params(c, m) if self.predicts_transform else None
+        return out.float().cpu(), before.float().cpu(), after.float().cpu(), _split_params(params, c.shape[0])
+
+
+def _split_params(params: dict | None, batch: int) -> list[dict | None]:
+    """Batched transform parameters -> one dict per image (float32, CPU); None -> [None] * batch."""
+    if params is None:
+        return [None] * batch
+    return [{k: v[i : i + 1].float().cpu() for k, v in params.items()} for i in range(batch)]
 
 
 class Harmonizer:
@@ -210,7 +228,9 @@ class Harmonizer:
             model); one the model accepts (:func:`bargainnet.models.base.check_size`).
         device: "cpu", "cuda", "cuda:N", "mps" or "auto".
         batch_size: images per network call in :meth:`harmonize_many`.
-        method: "lift" (default) or "upsample" (plain bilinear upsampling of the network output).
+        method: "auto" (default: "transform" for a model that predicts a colour transform — applied
+            to the full-resolution pixels — else "lift"), "lift" (a local affine colour transform
+            fitted to the network's change) or "upsample" (the network output upsampled).
         min_inharmony: default threshold T on the inharmony distance; below it, images are left
             untouched. None = always harmonize.
         threshold: mask binarisation threshold (see :mod:`bargainnet.io`).
@@ -226,7 +246,7 @@ class Harmonizer:
         size: int | None = None,
         device: str = "cpu",
         batch_size: int = 4,
-        method: str = "lift",
+        method: str = "auto",
         min_inharmony: float | None = None,
         threshold: float = bio.MASK_THRESHOLD,
         max_pixels: int | None = None,
@@ -408,16 +428,18 @@ class Harmonizer:
         return comp.contiguous(), mask
 
     def run_network(self, items: Sequence[Prepared], *, target: str = "foreground"):
-        """One network call for ``items``: low-res outputs in [0, 1] (B, S, S, 3), before, after."""
+        """One network call for ``items``: low-res outputs in [0, 1] (B, S, S, 3), before, after,
+        and each image's transform parameters (None unless the model predicts a transform)."""
         comp, mask = self._tensors(items)
         if target == "background":
             if not hasattr(self.runner, "background"):
                 raise InputError("background harmonization is only available with the PyTorch backend")
-            out, before, after = self.runner.background(comp, mask)
+            out, before, after, *params = self.runner.background(comp, mask)
         else:
-            out, before, after = self.runner.run(comp, mask)
+            out, before, after, *params = self.runner.run(comp, mask)
+        params = params[0] if params else [None] * len(items)  # the ONNX runner has none
         out01 = ((out.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
-        return out01, before.numpy().astype(float), after.numpy().astype(float)
+        return out01, before.numpy().astype(float), after.numpy().astype(float), params
 
     def finish(
         self,
@@ -428,8 +450,10 @@ class Harmonizer:
         *,
         target: str = "foreground",
         min_inharmony: float | None = None,
+        params: dict | None = None,
     ) -> HarmonizeResult:
-        """Lift one network output to full resolution and build the result."""
+        """Bring one network output (or its predicted transform ``params``) to full resolution and
+        build the result."""
         threshold = self.min_inharmony if min_inharmony is None else min_inharmony
         image = item.image
         region = item.mask if target == "foreground" else ~item.mask
@@ -439,7 +463,7 @@ class Harmonizer:
             out_rgb8, out_rgb = composite_rgb8, image.rgb
             after = before  # the returned image is the composite
         else:
-            out_rgb8, out_rgb = self._full_resolution(item, output_low, target, region)
+            out_rgb8, out_rgb = self._full_resolution(item, output_low, target, region, params)
         result_image = self._as_output(item, out_rgb8, out_rgb)
         composite_image = self._as_output(item, composite_rgb8, image.rgb)
         return HarmonizeResult(
@@ -448,7 +472,7 @@ class Harmonizer:
             skipped=skipped, target=target, name=item.name, rgb8=out_rgb8, alpha=image.alpha,
         )
 
-    def _full_resolution(self, item: Prepared, output_low: np.ndarray, target: str, region: np.ndarray):
+    def _full_resolution(self, item: Prepared, output_low: np.ndarray, target: str, region: np.ndarray, params=None):
         """The full-resolution result; only pixels of ``region`` (paste mode: where the cut-out's
         alpha > 0) are written, all others are copied from the composite bit for bit."""
         image = item.image
@@ -458,6 +482,7 @@ class Harmonizer:
         new, (r0, r1, c0, c1) = back_to_full_resolution(
             item.working, output_low, item.guide, region, target=target, method=self.method,
             radius=self.radius, eps=self.eps, guide_is_composite=not paste,
+            transform=None if params is None else transform_applier(self.runner.model, params),
         )
         inside = region[r0:r1, c0:c1]
         new = new[inside]
@@ -497,9 +522,11 @@ class Harmonizer:
         results: list[HarmonizeResult] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
-            outs, before, after = self.run_network(chunk, target=target)
-            for item, out, b, a in zip(chunk, outs, before, after):
-                results.append(self.finish(item, out, float(b), float(a), target=target, min_inharmony=min_inharmony))
+            outs, before, after, params = self.run_network(chunk, target=target)
+            for item, out, b, a, p in zip(chunk, outs, before, after, params):
+                results.append(
+                    self.finish(item, out, float(b), float(a), target=target, min_inharmony=min_inharmony, params=p)
+                )
         return results
 
     OUTPUTS = ("image", "scores", "inharmony")
@@ -553,7 +580,7 @@ class Harmonizer:
             if output == "inharmony":
                 distances = [self._inharmony(items)]
             else:
-                outs, befores, afters = self.run_network(items, target=target)
+                outs, befores, afters, params = self.run_network(items, target=target)
         except Exception as err:  # noqa: BLE001
             for outcome, _ in prepared:
                 outcome.error = err
@@ -562,7 +589,8 @@ class Harmonizer:
             try:
                 if output == "image":
                     outcome.result = self.finish(
-                        item, outs[k], float(befores[k]), float(afters[k]), target=target, min_inharmony=min_inharmony
+                        item, outs[k], float(befores[k]), float(afters[k]), target=target,
+                        min_inharmony=min_inharmony, params=params[k],
                     )
                     continue
                 before = float(distances[k]) if output == "inharmony" else float(befores[k])

@@ -8,7 +8,9 @@ mask's area coverage at S×S (Pillow box filter) is binarised at 0.5 for the net
 low-resolution pixel reaches 0.5 — a tiny object — every pixel it touches counts; when every
 pixel does — a tiny background — only fully covered pixels count.
 
-Back to full resolution (:func:`back_to_full_resolution`): the network's colour change is carried
+Back to full resolution (:func:`back_to_full_resolution`): a model that predicts a colour
+transform (the colour-transform family) has its transform applied to the full-resolution pixels
+(``method="transform"``, exact at any size); otherwise the network's colour change is carried
 over by a local affine colour transform fitted inside the foreground
 (:mod:`bargainnet.inference.lifting`; ``method="upsample"``: the output upsampled instead),
 computed only inside the bounding box of the region that changes. Callers write the returned
@@ -18,6 +20,7 @@ pixels into that region only, so every other pixel stays bit-identical to the in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -25,7 +28,8 @@ from PIL import Image
 from ..errors import InputError
 from . import lifting
 
-METHODS = ("lift", "upsample")
+METHODS = ("auto", "transform", "lift", "upsample")  # auto: transform when the model predicts one, else lift
+ROWS_PER_CHUNK = 256  # full-resolution transforms run in bands of rows to bound memory
 
 
 @dataclass
@@ -90,6 +94,7 @@ def back_to_full_resolution(
     radius: int = lifting.DEFAULT_RADIUS,
     eps: float = lifting.DEFAULT_EPS,
     guide_is_composite: bool = True,
+    transform: Callable[[np.ndarray, tuple[float, float, float, float]], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The network's colour change at full resolution, inside ``region``'s bounding box.
 
@@ -100,7 +105,9 @@ def back_to_full_resolution(
             or in paste mode the cut-out layer: then ``guide_is_composite=False``).
         region: bool (H, W), not empty: the pixels the caller will replace.
         target: "foreground" or "background" (which part the network changed).
-        method: "lift" (local affine colour transform) or "upsample".
+        method: "auto" ("transform" when ``transform`` is given, else "lift"), "transform", "lift"
+            (local affine colour transform) or "upsample".
+        transform: the model's own colour transform (see :func:`transform_applier`).
 
     Returns:
         float32 (r1-r0, c1-c0, 3) in [0, 1] and the box (r0, r1, c0, c1); write its pixels where
@@ -112,6 +119,13 @@ def back_to_full_resolution(
     if box is None:
         raise InputError("the region to harmonize is empty")
     r0, r1, c0, c1 = box
+    if method == "auto":
+        method = "transform" if transform is not None else "lift"
+    if method == "transform":
+        if transform is None:
+            raise InputError("method 'transform' needs a model that predicts a colour transform; use lift")
+        height, width = region.shape
+        return apply_in_bands(transform, guide, box, (height, width)), box
     size = working.composite.shape[:2]
     if region.shape == size and guide_is_composite:
         return output[r0:r1, c0:c1], box  # already at full resolution: the network output itself
@@ -123,3 +137,35 @@ def back_to_full_resolution(
         return new, box
     height, width = region.shape
     return lifting.upsample(output, (width, height))[r0:r1, c0:c1], box
+
+
+def apply_in_bands(
+    transform: Callable[[np.ndarray, tuple[float, float, float, float]], np.ndarray],
+    image: np.ndarray,
+    box: tuple[int, int, int, int],
+    full_shape: tuple[int, int],
+) -> np.ndarray:
+    """``transform`` applied to ``image[r0:r1, c0:c1]`` (float (H, W, 3) in [0, 1]) in bands of
+    :data:`ROWS_PER_CHUNK` rows; each band's window is its place in the full image, as fractions."""
+    r0, r1, c0, c1 = box
+    height, width = full_shape
+    out = np.empty((r1 - r0, c1 - c0, 3), np.float32)
+    for top in range(r0, r1, ROWS_PER_CHUNK):
+        bottom = min(top + ROWS_PER_CHUNK, r1)
+        window = (top / height, c0 / width, (bottom - top) / height, (c1 - c0) / width)
+        out[top - r0 : bottom - r0] = transform(image[top:bottom, c0:c1], window)
+    return out
+
+
+def transform_applier(model, params: dict) -> Callable[[np.ndarray, tuple[float, float, float, float]], np.ndarray]:
+    """A numpy function (h, w, 3) in [0, 1], window -> (h, w, 3) that applies one image's predicted
+    transform ``params`` (each value (1, ...), on the CPU) with ``model.apply_transform``."""
+    import torch
+
+    def apply(pixels: np.ndarray, window: tuple[float, float, float, float]) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
+        with torch.inference_mode():
+            y = model.apply_transform(x, params, window)
+        return y[0].permute(1, 2, 0).numpy()
+
+    return apply

@@ -20,15 +20,16 @@ class DomainEncoder(nn.Module):
     Args:
         code_dim: L, the code length (paper: 16).
         in_channels: image channels (3).
+        width: channels of the first convolution (paper: 64); the others are 2, 4, 8 and 8 times it.
 
     Input image (B, 3, H, W) in [-1, 1], region mask (B, 1, H, W) with 1 = the region to
     describe; H, W >= 63.
     """
 
-    def __init__(self, code_dim: int = 16, in_channels: int = 3):
+    def __init__(self, code_dim: int = 16, in_channels: int = 3, width: int = 64):
         super().__init__()
         self.code_dim = code_dim
-        widths = [in_channels, 64, 128, 256, 512, 512]
+        widths = [in_channels, width, 2 * width, 4 * width, 8 * width, 8 * width]
         self.conv1f = PartialConv2d(widths[0], widths[1], 3, stride=2, padding=0, bias=True)
         self.conv2f = PartialConv2d(widths[1], widths[2], 3, stride=2, padding=0, bias=False)
         self.norm2f = nn.BatchNorm2d(widths[2])

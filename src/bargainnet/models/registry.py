@@ -19,6 +19,7 @@ DEFAULT_ARCHITECTURE = "bargainnet"
 #: name -> (module, model class, config class); imported on first use.
 BUILTIN: dict[str, tuple[str, str, str]] = {
     "bargainnet": ("bargainnet.models.bargainnet", "BargainNet", "BargainNetConfig"),
+    "color_transform": ("bargainnet.models.color_transform", "ColorTransformNet", "ColorTransformConfig"),
 }
 
 

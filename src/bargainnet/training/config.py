@@ -314,6 +314,8 @@ def _coerce(value: Any, tp, key: str, source: str):
 
 def _deep_merge(base: dict, update: dict) -> dict:
     out = dict(base)
+    if update.get("architecture", out.get("architecture")) != out.get("architecture"):
+        out.pop("model", None)  # another generator family: the base's model section does not apply
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "stream_options":
             out[key] = _deep_merge(out[key], value)
@@ -384,7 +386,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     source = str(path) if path is not None else "configuration"
     if overrides:
         # check override keys on their own, so the message names the override, not the file
-        TrainConfig.from_dict(apply_overrides({}, overrides), source="command-line overrides")
+        # (within the file's generator family, which the model keys depend on)
+        family = {"architecture": values["architecture"]} if "architecture" in values else {}
+        TrainConfig.from_dict(apply_overrides(family, overrides), source="command-line overrides")
         values = apply_overrides(values, overrides)
         source += " + command-line overrides"
     return TrainConfig.from_dict(values, source=source)

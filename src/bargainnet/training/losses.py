@@ -19,24 +19,48 @@ from torch import Tensor, nn
 DISTANCES = ("euclidean", "published")
 
 
-def reconstruction_loss(harmonized: Tensor, real: Tensor) -> Tensor:
-    """Mean absolute error ‖Î − I‖₁ / N between (B, 3, H, W) images."""
-    return F.l1_loss(harmonized, real)
+RECONSTRUCTIONS = ("image", "foreground")
+MIN_FOREGROUND = 0.01  # foreground-normalised loss: areas below 1 % of the image count as 1 %
 
 
-def triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0, distance: str = "euclidean") -> Tensor:
+def reconstruction_loss(harmonized: Tensor, real: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean absolute error between (B, 3, H, W) images: ‖Î − I‖₁ / N (paper), or with ``mask``
+    (B, 1, H, W) the error summed over the foreground and divided by its area (at least 1 % of
+    the image), averaged over images — every composite counts alike whatever its object's size
+    (the foreground-normalised loss of iDIH, Sofiiuk et al. 2021, with L1)."""
+    if mask is None:
+        return F.l1_loss(harmonized, real)
+    err = ((harmonized - real).abs() * mask).sum((1, 2, 3))
+    area = mask.sum((1, 2, 3)).clamp(min=MIN_FOREGROUND * mask.shape[-1] * mask.shape[-2])
+    return (err / (3 * area)).mean()
+
+
+def triplet_loss(
+    anchor: Tensor,
+    positive: Tensor,
+    negative: Tensor,
+    margin: float = 1.0,
+    distance: str = "euclidean",
+    weight: Tensor | None = None,
+) -> Tensor:
     """T(a, p, n) averaged over the batch; codes (B, L) (any trailing shape is flattened).
+    ``weight`` (B,): per-sample weights of the average (e.g. 0 for unperturbed samples).
 
     ``distance="euclidean"`` (paper): max(‖a−p‖₂ − ‖a−n‖₂ + m, 0). ``"published"``: what
     ``nn.TripletMarginLoss`` computes on (B, L, 1, 1) tensors (per-dimension distances).
     """
     a, p, n = (t.flatten(1) for t in (anchor, positive, negative))
     if distance == "euclidean":
-        return F.relu((a - p).norm(dim=1) - (a - n).norm(dim=1) + margin).mean()
-    if distance == "published":
+        hinge = F.relu((a - p).norm(dim=1) - (a - n).norm(dim=1) + margin)
+    elif distance == "published":
         shape = (a.shape[0], a.shape[1], 1, 1)
-        return F.triplet_margin_loss(a.view(shape), p.view(shape), n.view(shape), margin=margin)
-    raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+        hinge = F.triplet_margin_loss(a.view(shape), p.view(shape), n.view(shape), margin=margin, reduction="none")
+        hinge = hinge.flatten(1).mean(1)
+    else:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+    if weight is None:
+        return hinge.mean()
+    return (hinge * weight).sum() / weight.sum().clamp(min=1)
 
 
 @dataclass
@@ -48,10 +72,13 @@ class LossConfig:
     background_triplet: bool = True  # T(ẑ_f, z_b, z̃_f): harmonized foreground close to the background
     foreground_triplet: bool = True  # T(z_f, ẑ_f, z̃_f): real foreground closer to harmonized than composite
     distance: str = "euclidean"
+    reconstruction: str = "image"  # "image": ‖Î − I‖₁ over all pixels (paper); "foreground": per-area
 
     def __post_init__(self):
         if self.distance not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}")
+        if self.reconstruction not in RECONSTRUCTIONS:
+            raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {self.reconstruction!r}")
 
     @classmethod
     def published(cls) -> "LossConfig":
@@ -62,21 +89,37 @@ class LossConfig:
         return asdict(self)
 
 
-def bargainnet_loss(outputs: dict[str, Tensor], real: Tensor, config: LossConfig | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+def bargainnet_loss(
+    outputs: dict[str, Tensor],
+    real: Tensor,
+    config: LossConfig | None = None,
+    mask: Tensor | None = None,
+    composite: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its components (detached) from :meth:`BargainNet.training_forward` outputs.
+
+    ``mask`` (B, 1, H, W) is needed for ``reconstruction="foreground"``. With ``composite``, samples
+    whose composite equals the real image (unperturbed training samples) are left out of the
+    triplet terms: there z̃_f = z_f, and the background triplet would push a harmonious
+    foreground to change. (iHarmony4 has no such samples, so the paper's loss is unchanged.)
 
     Returns ``(total, {"l1", "triplet_background", "triplet_foreground", "total"})``.
     """
     config = config or LossConfig()
-    l1 = reconstruction_loss(outputs["harmonized"], real)
+    if config.reconstruction == "foreground" and mask is None:
+        raise ValueError("reconstruction='foreground' needs the mask")
+    l1 = reconstruction_loss(outputs["harmonized"], real, mask if config.reconstruction == "foreground" else None)
+    weight = None
+    if composite is not None:
+        weight = (composite != real).flatten(1).any(1).to(real.dtype)
     total = l1
     zero = l1.new_zeros(())
     t_bg = t_fg = zero
     if config.background_triplet:
-        t_bg = triplet_loss(outputs["z_f_harm"], outputs["z_b"], outputs["z_f_comp"], config.margin, config.distance)
+        t_bg = triplet_loss(outputs["z_f_harm"], outputs["z_b"], outputs["z_f_comp"], config.margin, config.distance, weight)
         total = total + config.triplet_weight * t_bg
     if config.foreground_triplet:
-        t_fg = triplet_loss(outputs["z_f"], outputs["z_f_harm"], outputs["z_f_comp"], config.margin, config.distance)
+        t_fg = triplet_loss(outputs["z_f"], outputs["z_f_harm"], outputs["z_f_comp"], config.margin, config.distance, weight)
         total = total + config.triplet_weight * t_fg
     parts = {"l1": l1, "triplet_background": t_bg, "triplet_foreground": t_fg, "total": total}
     return total, {k: v.detach() for k, v in parts.items()}
@@ -90,5 +133,7 @@ class BargainNetLoss(nn.Module):
         base = config or LossConfig()
         self.config = LossConfig(**{**base.to_dict(), **overrides})
 
-    def forward(self, outputs: dict[str, Tensor], real: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return bargainnet_loss(outputs, real, self.config)
+    def forward(
+        self, outputs: dict[str, Tensor], real: Tensor, mask: Tensor | None = None, composite: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        return bargainnet_loss(outputs, real, self.config, mask, composite)

@@ -169,7 +169,7 @@ class BargainNetModule(L.LightningModule):
             outputs = {"harmonized": self.model(composite, mask)}
         # bf16 autocast leaves codes in bf16 (3 significant digits): take the loss in fp32
         outputs = {k: v.float() for k, v in outputs.items()}
-        total, parts = bargainnet_loss(outputs, real.float(), self.cfg.loss)
+        total, parts = bargainnet_loss(outputs, real.float(), self.cfg.loss, mask.float(), composite.float())
         if self.cfg.trainer.check_finite:
             self._check_finite(total, parts, batch)
         n = composite.shape[0]

@@ -1,0 +1,319 @@
+"""A colour-transform generator family guided by BargainNet's background domain code.
+
+The paper's generator paints RGB pixels at the working size. This family keeps the paper's
+domain code extractor E and its roles — z_b = E(Ĩ, 1−M) guides the generator, the triplet losses
+use ẑ_f = E(Î, M), the inharmony level is d(z_b, z̃_f) — but the generator predicts the
+*parameters of a colour transform* from a small view of the composite and applies that transform
+to the foreground. Because a colour transform cannot invent texture and its parameters do not
+depend on the image size, the same prediction is applied at the photo's own resolution (see
+:meth:`ColorTransformNet.apply_transform`). This is how the stronger harmonizers after BargainNet
+work (docs/design.md: Harmonizer's global filters, PCT-Net's per-pixel affine maps, LUT models).
+
+The transform, applied to x = the composite in [0, 1] at pixel p (normalised position u ∈ [0,1]²):
+
+1. a global per-channel tone curve, piecewise linear through ``curve_knots`` evenly spaced knots
+   (offsets from the identity);
+2. a global affine colour transform y = (I + A) x + b (3×4 parameters);
+3. (``grid`` > 0) a local affine transform (I + A(u)) y + b(u) whose 12 parameters are bilinearly
+   interpolated from a ``grid``×``grid`` lattice over the image.
+
+Every output layer that predicts parameters starts at zero, so a new model is the identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import ModelConfig
+from .domain_encoder import DomainEncoder
+
+
+@dataclass
+class ColorTransformConfig(ModelConfig):
+    """Architecture of a :class:`ColorTransformNet`; stored in every weights file.
+
+    ``encoder_width`` is E's first width (the paper's 64 costs 2 GFLOPs per code at 256²; 16 costs
+    1/16 of that). ``width`` is the first stage's channels (doubling per stage up to 8×); ``depth`` the number of
+    stride-2 stages (the working size must be a multiple of 2**depth); ``grid`` the side of the local
+    affine lattice (0 = global transform only); ``curve_knots`` the knots of the global tone curve
+    (0 = none).
+    """
+
+    width: int = 32
+    depth: int = 5
+    code_dim: int = 16
+    encoder_width: int = 16
+    grid: int = 8
+    curve_knots: int = 8
+    image_size: int | None = 256  # default working size (the view the parameters are predicted from)
+
+    architecture: ClassVar[str] = "color_transform"
+
+    def __post_init__(self):
+        for name in ("width", "depth", "code_dim", "encoder_width"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.grid < 0 or self.curve_knots < 0 or self.curve_knots == 1:
+            raise ValueError(f"grid must be >= 0 and curve_knots 0 or >= 2, got {self.grid}, {self.curve_knots}")
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this (2**depth)."""
+        return 2**self.depth
+
+
+def _stage(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.2),
+    )
+
+
+def _masked_mean(x: Tensor, weight: Tensor) -> Tensor:
+    """Mean of (B, C, h, w) features over the region ``weight`` (B, 1, h, w) -> (B, C)."""
+    return (x * weight).sum((2, 3)) / weight.sum((2, 3)).clamp(min=1e-6)
+
+
+class TransformPredictor(nn.Module):
+    """The generator of this family: (Ĩ, M, z_b) at the working size -> transform parameters.
+
+    A strided CNN over cat[Ĩ, M, Z_b] (the code replicated over the image, scaled by the published
+    learnable ``clamp(w, 0.001)``); the global head reads the features pooled over the foreground
+    and over the background plus z_b; the local head reads the features resampled to the grid.
+    """
+
+    def __init__(self, config: ColorTransformConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.weight = nn.Parameter(torch.tensor([0.1]))
+        chans = [min(c.width * 2**i, c.width * 8) for i in range(c.depth)]
+        stages, cin = [], 4 + c.code_dim
+        for cout in chans:
+            stages.append(_stage(cin, cout))
+            cin = cout
+        self.stages = nn.ModuleList(stages)
+        feat = chans[-1]
+        hidden = max(64, feat)
+        n_global = 12 + 3 * c.curve_knots
+        self.global_head = nn.Sequential(
+            nn.Linear(2 * feat + c.code_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, n_global)
+        )
+        self.local_head = None
+        if c.grid > 0:
+            mid = chans[min(len(chans) - 1, 2)]
+            self.local_head = nn.Sequential(
+                nn.Conv2d(feat + mid + feat, hidden, 1), nn.LeakyReLU(0.2), nn.Conv2d(hidden, 12, 1)
+            )
+        for head in (self.global_head, self.local_head):
+            if head is not None:  # identity at initialisation
+                nn.init.zeros_(head[-1].weight)
+                nn.init.zeros_(head[-1].bias)
+
+    def forward(self, composite: Tensor, mask: Tensor, code: Tensor) -> dict[str, Tensor]:
+        c = self.config
+        b, _, h, w = composite.shape
+        maps = code.view(b, -1, 1, 1).expand(-1, -1, h, w) * self.weight.clamp(min=0.001)
+        x = torch.cat([composite, mask, maps], 1)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        last = feats[-1]
+        m = F.interpolate(mask, size=last.shape[-2:], mode="area")
+        pooled_f, pooled_b = _masked_mean(last, m), _masked_mean(last, 1 - m)
+        g = self.global_head(torch.cat([pooled_f, pooled_b, code], 1))
+        params = {"affine": g[:, :12].view(b, 3, 4)}
+        if c.curve_knots:
+            params["curve"] = g[:, 12:].view(b, 3, c.curve_knots)
+        if self.local_head is not None:
+            size = (c.grid, c.grid)
+            mid = feats[min(len(feats) - 1, 2)]
+            glob = pooled_f[:, :, None, None].expand(-1, -1, *size)
+            local_in = torch.cat([F.adaptive_avg_pool2d(last, size), F.adaptive_avg_pool2d(mid, size), glob], 1)
+            params["grid"] = self.local_head(local_in)  # (B, 12, grid, grid)
+        return params
+
+
+def _apply_curve(x: Tensor, offsets: Tensor) -> Tensor:
+    """Per-channel piecewise-linear curve: x (B, 3, H, W) in [0, 1], offsets (B, 3, K) -> same shape."""
+    k = offsets.shape[-1]
+    pos = x.clamp(0, 1) * (k - 1)
+    lo = pos.floor().clamp(max=k - 2)
+    frac = pos - lo
+    b, ch, h, w = x.shape
+    idx = lo.long().view(b, ch, -1)
+    o_lo = offsets.gather(2, idx).view(b, ch, h, w)
+    o_hi = offsets.gather(2, idx + 1).view(b, ch, h, w)
+    return x + o_lo + (o_hi - o_lo) * frac
+
+
+def _apply_affine(x: Tensor, matrix: Tensor, bias: Tensor) -> Tensor:
+    """y = (I + A) x + b for x (B, 3, H, W): A (B, 3, 3) and b (B, 3) global, or A (B, 3, 3, H, W)
+    and b (B, 3, H, W) per pixel."""
+    if matrix.dim() == 3:
+        return x + torch.einsum("bij,bjhw->bihw", matrix, x) + bias[:, :, None, None]
+    return x + torch.einsum("bijhw,bjhw->bihw", matrix, x) + bias
+
+
+def apply_params(x: Tensor, params: dict[str, Tensor], grid_window: tuple[float, float, float, float] | None = None) -> Tensor:
+    """Apply predicted transform parameters to images x (B, 3, H, W) in [0, 1] -> [0, 1].
+
+    ``grid_window`` = (top, left, height, width) of x inside the full image, as fractions of the full
+    image's size (default: x is the whole image): the local lattice is sampled at the right places
+    when only a crop (the foreground's box, a tile) is transformed.
+    """
+    y = x
+    if "curve" in params:
+        y = _apply_curve(y, params["curve"])
+    a = params["affine"]
+    y = _apply_affine(y, a[:, :, :3], a[:, :, 3])
+    if "grid" in params:
+        b, _, h, w = x.shape
+        top, left, hh, ww = grid_window or (0.0, 0.0, 1.0, 1.0)
+        # pixel centres in the full image's normalised coordinates [-1, 1]
+        ys = (top + (torch.arange(h, device=x.device, dtype=x.dtype) + 0.5) / h * hh) * 2 - 1
+        xs = (left + (torch.arange(w, device=x.device, dtype=x.dtype) + 0.5) / w * ww) * 2 - 1
+        where = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).unsqueeze(0).expand(b, -1, -1, -1)
+        local = F.grid_sample(params["grid"].to(x.dtype), where, mode="bilinear", padding_mode="border", align_corners=False)
+        y = _apply_affine(y, local[:, :9].view(b, 3, 3, h, w), local[:, 9:])
+    return y.clamp(0, 1)
+
+
+class ColorTransformNet(nn.Module):
+    """E (the paper's extractor) + a colour-transform generator; the :class:`BargainNet` interface.
+
+    Images (B, 3, H, W) in [-1, 1]; masks (B, 1, H, W) in [0, 1], 1 = foreground. ``forward`` and
+    ``harmonize`` return the transformed foreground composited on the untouched background.
+    """
+
+    architecture = "color_transform"
+    predicts_transform = True  # the Harmonizer applies the parameters at full resolution
+
+    def __init__(self, config: ColorTransformConfig | None = None, **overrides):
+        super().__init__()
+        if config is None:
+            config = ColorTransformConfig(**overrides)
+        elif overrides:
+            config = ColorTransformConfig(**{**config.to_dict(), **overrides})
+        self.config = config
+        self.encoder = DomainEncoder(config.code_dim, width=config.encoder_width)
+        self.generator = TransformPredictor(config)
+        for m in self.encoder.modules():  # published initialisation of E
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def check_inputs(self, image: Tensor, mask: Tensor, name: str = "composite") -> None:
+        """Raise ValueError naming the shapes when ``image``/``mask`` cannot go through the model."""
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(image.shape)}")
+        if mask.dim() != 4 or mask.shape[1] != 1:
+            raise ValueError(f"mask must have shape (B, 1, H, W) (one channel), got {tuple(mask.shape)}")
+        if mask.shape[0] != image.shape[0] or mask.shape[-2:] != image.shape[-2:]:
+            raise ValueError(f"mask {tuple(mask.shape)} does not match {name} {tuple(image.shape)}")
+        h, w = image.shape[-2:]
+        problem = self.config.size_problem(h, w)
+        if problem:
+            raise ValueError(f"{name} size {h}x{w} cannot go through this model: height and width {problem}; resize first")
+
+    # -- the BargainNet interface ----------------------------------------------------------
+    def domain_code(self, image: Tensor, region_mask: Tensor) -> Tensor:
+        """E(image, region) -> (B, L) code of the region where ``region_mask`` is 1."""
+        return self.encoder(image, region_mask)
+
+    def guide_code(self, composite: Tensor, mask: Tensor) -> Tensor:
+        """z_b = E(Ĩ, 1−M), the background's code that guides the generator."""
+        return self.encoder(composite, 1 - mask)
+
+    def predict(self, composite: Tensor, mask: Tensor, code: Tensor | None = None) -> dict[str, Tensor]:
+        """Transform parameters for the region ``mask`` of ``composite`` (working size), guided by
+        ``code`` (default z_b). Apply them at any resolution with :func:`apply_params`."""
+        self.check_inputs(composite, mask)
+        code = self.guide_code(composite, mask) if code is None else code
+        return self.generator(composite, mask, code)
+
+    def translate(self, image: Tensor, region_mask: Tensor, code: Tensor) -> Tensor:
+        """``image`` whose ``region_mask`` region is transformed towards ``code``, composited."""
+        params = self.generator(image, region_mask, code)
+        out = apply_params((image + 1) / 2, params) * 2 - 1
+        return out * region_mask + image * (1 - region_mask)
+
+    def forward(self, composite: Tensor, mask: Tensor) -> Tensor:
+        """Î: the foreground transformed towards the background's domain, on the untouched background."""
+        self.check_inputs(composite, mask)
+        return self.translate(composite, mask, self.guide_code(composite, mask))
+
+    def harmonize(self, composite: Tensor, mask: Tensor) -> Tensor:
+        return self(composite, mask)
+
+    def harmonize_with_inharmony(self, composite: Tensor, mask: Tensor, return_params: bool = False):
+        """Harmonize and score in one pass: (Î (B, 3, H, W), d(z_b, z̃_f) (B,), d(z_b, ẑ_f) (B,)),
+        and with ``return_params`` the transform parameters too (to apply at full resolution with
+        :meth:`apply_transform`).
+
+        No value checks (they cannot be traced): the graph the ONNX export writes.
+        """
+        codes = self.encoder(torch.cat([composite, composite]), torch.cat([1 - mask, mask]))
+        z_b, z_f = codes.chunk(2)
+        params = self.generator(composite, mask, z_b)
+        out = apply_params((composite + 1) / 2, params) * 2 - 1
+        harmonized = out * mask + composite * (1 - mask)
+        z_h = self.encoder(harmonized, mask)
+        outputs = (harmonized, (z_b - z_f).norm(dim=1), (z_b - z_h).norm(dim=1))
+        return (*outputs, params) if return_params else outputs
+
+    def background_params(self, composite: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """Transform parameters that move the background (1 − mask) towards z̃_f = E(Ĩ, M)."""
+        return self.generator(composite, 1 - mask, self.encoder(composite, mask))
+
+    @staticmethod
+    def apply_transform(image: Tensor, params: dict[str, Tensor], window=None) -> Tensor:
+        """Apply predicted parameters to ``image`` (B, 3, h, w) in [0, 1] at any resolution; see
+        :func:`apply_params` for ``window``."""
+        return apply_params(image, params, window)
+
+    def harmonize_background(self, composite: Tensor, mask: Tensor) -> Tensor:
+        """Background harmonization (paper §4.6): the background transformed towards z̃_f = E(Ĩ, M)."""
+        self.check_inputs(composite, mask)
+        return self.translate(composite, 1 - mask, self.encoder(composite, mask))
+
+    def inharmony(self, composite: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Inharmony level d(z_b, z̃_f) (B,) and the bounded score exp(−0.04212·d) (B,)."""
+        from .bargainnet import harmony_score
+
+        self.check_inputs(composite, mask)
+        codes = self.encoder(torch.cat([composite, composite]), torch.cat([1 - mask, mask]))
+        z_b, z_f = codes.split(composite.shape[0])
+        distance = (z_b - z_f).norm(dim=1)
+        return distance, harmony_score(distance)
+
+    def training_forward(self, composite: Tensor, mask: Tensor, real: Tensor) -> dict[str, Tensor]:
+        """Harmonized Î and the codes z_b, z_f, ẑ_f, z̃_f (each (B, L)) for the paper's losses."""
+        self.check_inputs(composite, mask)
+        self.check_inputs(real, mask, name="real")
+        b = composite.shape[0]
+        codes = self.encoder(torch.cat([composite, real, composite]), torch.cat([1 - mask, mask, mask]))
+        z_b, z_f, z_f_comp = codes.split(b)
+        harmonized = self.translate(composite, mask, z_b)
+        z_f_harm = self.encoder(harmonized, mask)
+        return {"harmonized": harmonized, "z_b": z_b, "z_f": z_f, "z_f_harm": z_f_harm, "z_f_comp": z_f_comp}
+
+    def num_parameters(self) -> dict[str, int]:
+        return {
+            "generator": sum(p.numel() for p in self.generator.parameters()),
+            "encoder": sum(p.numel() for p in self.encoder.parameters()),
+        }

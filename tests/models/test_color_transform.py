@@ -1,0 +1,147 @@
+"""The colour-transform family: identity at initialisation, exact transforms against numpy
+float64 formulas, resolution/crop consistency, gradients, weights and training-config round trips."""
+
+import numpy as np
+import pytest
+import torch
+
+from bargainnet.models.color_transform import ColorTransformConfig, ColorTransformNet, apply_params
+from bargainnet.models.convert import load_weights, save_weights
+
+TINY = dict(width=8, depth=4, code_dim=8, encoder_width=8, grid=4, curve_knots=5, image_size=64)
+
+
+def _inputs(b=2, size=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(b, 3, size, size, generator=g) * 2 - 1
+    m = torch.zeros(b, 1, size, size)
+    m[:, :, size // 4 : size // 2, size // 4 : 3 * size // 4] = 1
+    return x, m
+
+
+def test_new_model_is_the_identity():
+    model = ColorTransformNet(**TINY).eval()
+    x, m = _inputs()
+    with torch.no_grad():
+        assert torch.allclose(model.harmonize(x, m), x, atol=1e-6)
+        assert torch.allclose(model.harmonize_background(x, m), x, atol=1e-6)
+
+
+def test_global_transform_matches_numpy_reference():
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 3, 5, 7))
+    offsets = rng.normal(0, 0.05, (1, 3, 4))
+    affine = rng.normal(0, 0.1, (1, 3, 4))
+    params = {"curve": torch.from_numpy(offsets), "affine": torch.from_numpy(affine)}
+    got = apply_params(torch.from_numpy(x), params).numpy()
+    knots = np.linspace(0, 1, 4)
+    curved = np.stack([x[0, c] + np.interp(x[0, c], knots, offsets[0, c]) for c in range(3)])
+    ref = np.einsum("ij,jhw->ihw", np.eye(3) + affine[0, :, :3], curved) + affine[0, :, 3, None, None]
+    assert np.abs(got[0] - np.clip(ref, 0, 1)).max() < 1e-12
+
+
+def test_local_grid_is_resolution_free_and_crop_consistent():
+    torch.manual_seed(0)
+    params = {"affine": torch.zeros(1, 3, 4, dtype=torch.float64), "grid": 0.2 * torch.randn(1, 12, 4, 4, dtype=torch.float64)}
+    big = torch.rand(1, 3, 96, 128, dtype=torch.float64)
+    full = apply_params(big, params)
+    crop = apply_params(big[:, :, 24:72, 40:104], params, (24 / 96, 40 / 128, 48 / 96, 64 / 128))
+    assert torch.allclose(full[:, :, 24:72, 40:104], crop, atol=1e-12)
+    # a constant lattice is a global affine transform, whatever the size
+    const = {"affine": torch.zeros(1, 3, 4, dtype=torch.float64), "grid": torch.zeros(1, 12, 4, 4, dtype=torch.float64)}
+    const["grid"][:, 9] = 0.1
+    assert torch.allclose(apply_params(big, const)[:, 0], (big[:, 0] + 0.1).clamp(0, 1))
+
+
+def test_gradients_reach_every_parameter():
+    model = ColorTransformNet(**TINY).train()
+    for head in (model.generator.global_head, model.generator.local_head):
+        torch.nn.init.normal_(head[-1].weight, 0, 0.01)  # leave the identity so every layer gets a gradient
+    x, m = _inputs()
+    out = model.training_forward(x, m, x.flip(0))
+    (out["harmonized"].sum() + sum(out[k].sum() for k in ("z_b", "z_f", "z_f_harm", "z_f_comp"))).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_weights_round_trip_names_the_architecture(tmp_path):
+    from bargainnet.models.convert import read_metadata
+
+    model = ColorTransformNet(**TINY).eval()
+    path = save_weights(model, tmp_path / "ct.safetensors")
+    assert read_metadata(path)["architecture"] == "color_transform"
+    loaded = load_weights(path)
+    assert isinstance(loaded, ColorTransformNet) and loaded.config == model.config
+    x, m = _inputs()
+    with torch.no_grad():
+        assert torch.equal(loaded(x, m), model(x, m))
+
+
+def test_training_config_selects_the_family():
+    from bargainnet.training.config import TrainConfig
+
+    cfg = TrainConfig.from_dict({"architecture": "color_transform", "model": {"grid": 0}})
+    assert isinstance(cfg.model, ColorTransformConfig) and cfg.model.grid == 0
+    again = TrainConfig.from_dict(cfg.to_dict())
+    assert again.model == cfg.model
+
+
+def test_config_file_of_another_family_replaces_the_base_model_section():
+    from pathlib import Path
+
+    from bargainnet.training.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "color_transform.yaml")
+    assert cfg.architecture == "color_transform" and isinstance(cfg.model, ColorTransformConfig)
+    assert cfg.data.size == cfg.model.image_size == 128
+
+
+def test_bad_sizes_are_named():
+    model = ColorTransformNet(**TINY)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        model(torch.zeros(1, 3, 72, 72), torch.zeros(1, 1, 72, 72))
+
+
+def test_harmonizer_applies_the_transform_at_full_resolution(monkeypatch):
+    """A transform model's prediction, applied to a 300x200 image by the Harmonizer, equals the
+    same parameters applied directly (float64 reference), inside the mask; the background is bit-identical."""
+    from bargainnet.inference import Harmonizer
+    from bargainnet.models.color_transform import apply_params
+
+    torch.manual_seed(3)
+    model = ColorTransformNet(**TINY).eval()
+    for head in (model.generator.global_head, model.generator.local_head):
+        torch.nn.init.normal_(head[-1].weight, 0, 0.05)
+        torch.nn.init.normal_(head[-1].bias, 0, 0.05)
+    rng = np.random.default_rng(0)
+    image = (rng.random((200, 300, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((200, 300), bool)
+    mask[40:150, 60:220] = True
+    from bargainnet.inference import resolution
+
+    monkeypatch.setattr(resolution, "ROWS_PER_CHUNK", 32)  # several bands, each at its place on the grid
+    harmonizer = Harmonizer(model)
+    result = harmonizer.harmonize(image, mask)
+    out = np.asarray(result.image)
+    assert np.array_equal(out[~mask], image[~mask])
+    item = harmonizer.prepare(image, mask)
+    *_, params = harmonizer.run_network([item])
+    p64 = {k: v.double() for k, v in params[0].items()}
+    ref = apply_params(torch.from_numpy(image / 255.0).permute(2, 0, 1)[None], p64)[0].permute(1, 2, 0).numpy()
+    ref8 = np.clip(np.round(ref * 255), 0, 255)
+    assert np.abs(out[mask].astype(float) - ref8[mask]).max() <= 1
+    assert np.abs(out[mask].astype(float) - image[mask]).mean() > 1  # it did change the foreground
+    lifted = np.asarray(Harmonizer(model, method="lift").harmonize(image, mask).image)
+    assert np.array_equal(lifted[~mask], image[~mask])
+
+
+def test_overrides_are_checked_within_the_files_family():
+    from pathlib import Path
+
+    from bargainnet.errors import InputError
+    from bargainnet.training.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "color_transform.yaml"
+    assert load_config(path, ["model.grid=0"]).model.grid == 0
+    with pytest.raises(InputError, match="model.ngf"):
+        load_config(path, ["model.ngf=8"])
