@@ -147,5 +147,6 @@ def run(args: argparse.Namespace) -> int:
     if "metrics" in summary and "test" in summary["metrics"]:
         print("  input composites, test split (published protocol):")
         for sub, row in summary["metrics"]["test"].items():
-            print(f"    {sub:13s} n {row['n']:5d}  MSE {row['mse']:8.2f}  fMSE {row['fmse']:8.2f}  PSNR {row['psnr']:6.2f}")
+            psnr = "   inf" if row["psnr"] is None else f"{row['psnr']:6.2f}"
+            print(f"    {sub:13s} n {row['n']:5d}  MSE {row['mse']:8.2f}  fMSE {row['fmse']:8.2f}  PSNR {psnr}")
     return 0

@@ -293,11 +293,13 @@ def _input_metrics(out: Path, split: str, size: int = 256) -> dict[str, dict[str
     rows: dict[str, dict[str, float]] = {}
     everything = [m for ms in per.values() for m in ms]
     for sub, ms in [*sorted(per.items()), ("all", everything)]:
+        # unchanged (identity) composites have an infinite PSNR: left out of the mean, None when all are
+        finite = [m["psnr"] for m in ms if math.isfinite(m["psnr"])]
         rows[sub] = {
             "n": len(ms),
             "mse": round(float(np.mean([m["mse"] for m in ms])), 2),
             "fmse": round(float(np.mean([m["fmse"] for m in ms])), 2),
-            "psnr": round(float(np.mean([m["psnr"] for m in ms if math.isfinite(m["psnr"])])), 2),
+            "psnr": round(float(np.mean(finite)), 2) if finite else None,
         }
     return rows
 
