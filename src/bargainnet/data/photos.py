@@ -45,7 +45,7 @@ _OPENCV_DATA = (
     "licenseplate_motion.jpg messi5.jpg orange.jpg rubberwhale1.png squirrel_cls.jpg stuff.jpg"
 ).split()
 _OPENCV_OTHER = (
-    "alphamat/input_images/plant.jpg hfs/data/000.jpg hfs/data/001.jpg hfs/data/002.jpg reg/home.png "
+    "alphamat/input_images/plant.jpg hfs/data/000.jpg hfs/data/001.jpg hfs/data/002.jpg "
     "text/scenetext01.jpg text/scenetext02.jpg text/scenetext03.jpg text/scenetext04.jpg "
     "text/scenetext05.jpg text/scenetext06.jpg"
 ).split()
@@ -174,14 +174,15 @@ def fetch(out: str | os.PathLike, packages: list[str] | None = None, stamps: boo
                 continue
             root, version = _unpack(spec.package, Path(tmp))
             stanzas = parse_copyright((root / f"usr/share/doc/{spec.package}/copyright").read_text("utf-8", "replace"))
-            names = set()
+            stems = set()
             for inst, src in sorted(spec.files.items()):
                 if not (root / inst).is_file():
                     raise InputError(f"{spec.package} {version} has no {inst} (package changed?)")
                 name = Path(inst).name
-                if name in names:  # e.g. opencv's data/home.jpg and reg/home.png have other suffixes
-                    name = Path(inst).parent.name + "_" + name
-                names.add(name)
+                # photo folders are read by stem: two files of one stem would hide one of them
+                if Path(name).stem in stems:
+                    raise InputError(f"{spec.package}: two kept files have the stem {Path(name).stem!r}")
+                stems.add(Path(name).stem)
                 atomic_copy(root / inst, out / spec.package / name)
                 rows.append({"package": spec.package, "version": version, "file": f"{spec.package}/{name}",
                              "installed_path": "/" + inst, "licence": licence_of(stanzas, src), "kind": "photo"})
