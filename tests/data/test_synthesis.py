@@ -234,3 +234,29 @@ def test_several_photo_folders_and_reserved_test_photos(tmp_path):
     stems = sorted(p.stem for p in first.iterdir())
     assert not {stems[i] for i in test} & used
     assert any(u.startswith("other__") for u in used)
+
+
+# Mean pixel value of each composite, from the synthesizer at commit f9f7322 (before the preset
+# existed): synthesize(out, procedural_photos(6, 48, seed=21), per_mask=2, n_test_photos=2,
+# seed=0) with its defaults. Same draws give the same means (to JPEG-decoder rounding); any
+# other draw moves them by whole levels.
+V1_MEANS = {
+    "transfer/composite_images/p0000_1_1.jpg": 140.52, "transfer/composite_images/p0001_1_1.jpg": 147.05,
+    "transfer/composite_images/p0005_1_1.jpg": 145.36, "retouch/composite_images/p0000_1_1.jpg": 142.32,
+    "retouch/composite_images/p0004_1_1.jpg": 128.8, "retouch/composite_images/p0005_1_1.jpg": 151.2,
+    "illumination/composite_images/p0001_1_1.jpg": 135.04, "illumination/composite_images/p0004_1_1.jpg": 126.61,
+    "transfer/composite_images/p0002_1_1.jpg": 135.5, "retouch/composite_images/p0003_1_1.jpg": 107.13,
+    "illumination/composite_images/p0002_1_1.jpg": 131.79, "illumination/composite_images/p0003_1_1.jpg": 106.79,
+}
+
+
+def test_preset_v1_reproduces_the_earlier_synthesizer(tmp_path):
+    from bargainnet.data.synthesis import PRESETS
+
+    out = tmp_path / "o"
+    synthesize(out, procedural_photos(6, 48, seed=21), per_mask=2, n_test_photos=2, seed=0, progress=False,
+               metrics=False, **PRESETS["v1"])
+    names = [n for s in ("train", "test") for n in (out / f"IHD_{s}.txt").read_text().split()]
+    assert names == list(V1_MEANS)
+    for n in names:
+        assert _read(out / n).mean() == pytest.approx(V1_MEANS[n], abs=0.05), n

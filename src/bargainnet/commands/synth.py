@@ -53,6 +53,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cutouts", help="folder of RGBA cut-outs whose alpha shapes become 'silhouette' masks")
     parser.add_argument("--cutout-half", choices=("even", "odd"),
                         help="only the cut-outs whose relative path's CRC-32 is even/odd (Tux Paint stamps: even)")
+    parser.add_argument("--preset", choices=("v1",),
+                        help="v1: the synthesizer up to commit f9f7322 (three families at fixed strength, fMSE floor "
+                        "100, object masks only, reals copied); it sets --families, --identity-fraction, "
+                        "--object-mask-prob and --min-fmse, and rebuilds a set made then byte for byte")
     parser.add_argument("--identity-fraction", type=float, default=0.15,
                         help="share of unchanged samples (composite == real; sub-dataset 'identity'; default 0.15)")
     parser.add_argument("--mask-mix", type=_mix, default=None, metavar="KIND=W,...",
@@ -98,12 +102,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..data.synthesis import synthesize
+    from ..data.synthesis import PRESETS, synthesize
     from ..errors import InputError
 
     families = tuple(f.strip() for f in args.families.split(",") if f.strip())
     if args.images is None and not args.photos:
         raise InputError("no photos: give --images and/or --photos")
+    preset = PRESETS[args.preset] if args.preset else {}
+    if preset:
+        families = preset["families"]
     summary = synthesize(
         args.out,
         args.images,
@@ -112,9 +119,11 @@ def run(args: argparse.Namespace) -> int:
         cutouts=args.cutouts,
         cutout_half=args.cutout_half,
         families=families,
-        identity_fraction=args.identity_fraction,
+        identity_fraction=preset.get("identity_fraction", args.identity_fraction),
         mask_mix=args.mask_mix,
-        object_mask_prob=args.object_mask_prob,
+        object_mask_prob=preset.get("object_mask_prob", args.object_mask_prob),
+        family_options=preset.get("family_options"),
+        copy_reals=preset.get("copy_reals", False),
         per_mask=args.per_mask,
         masks_per_image=args.masks_per_image,
         photo_masks_per_image=args.photo_masks_per_image,
@@ -128,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         max_side=args.max_side,
         short_side=args.short_side,
         mask_ratio=args.mask_ratio,
-        min_fmse=args.min_fmse,
+        min_fmse=preset.get("min_fmse", args.min_fmse),
         max_fmse=args.max_fmse,
         max_tries=args.max_tries,
         preview=args.preview,

@@ -148,12 +148,13 @@ def transfer(
     method: str | None = None,
     strength: float | None = None,
     max_gain: float | None = 3.0,
+    strength_range: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Colour-statistics transfer from ``reference`` (float (h, w, 3) in [0, 1]) — its object
     (``reference_mask``) when given, else the whole image — to the object of ``image``.
 
     ``method`` one of ``reinhard``, ``histogram``, ``covariance`` (random when None); ``strength``
-    uniform in [0, 1] when None (0: unchanged). ``max_gain`` bounds how much the transfer may stretch the
+    uniform in ``strength_range`` (default [0, 1]) when None (0: unchanged). ``max_gain`` bounds how much the transfer may stretch the
     object's variations (see :mod:`bargainnet.color_transfer`): without it a flat object matched
     to a colourful reference turns into colour speckle, which no real capture produces.
     """
@@ -161,7 +162,7 @@ def transfer(
     method = method or str(rng.choice(sorted(color_transfer.METHODS)))
     if method not in color_transfer.METHODS:
         raise InputError(f"unknown transfer method {method!r}; known: {', '.join(color_transfer.METHODS)}")
-    strength = _strength(rng, strength)
+    strength = float(rng.uniform(*strength_range)) if strength is None else _strength(rng, strength)
     if strength == 0:
         return image.copy(), {"method": method, "strength": 0.0}
     ref_mask = np.ones(reference.shape[:2]) if reference_mask is None else reference_mask
@@ -282,7 +283,8 @@ def illumination(
         return image.copy(), {"kind": kind, "strength": 0.0}
     fn, p = _illumination_fn(kind, rng)
     params = {k: (round(float(v), 4) if np.isscalar(v) else [round(float(u), 4) for u in v]) for k, v in p.items()}
-    return apply_to_region(image, mask, lambda x: x + s * (fn(x) - x)), {"kind": kind, "strength": round(s, 4), **params}
+    blend = fn if s == 1 else (lambda x: x + s * (fn(x) - x))  # s = 1: exactly the light model
+    return apply_to_region(image, mask, blend), {"kind": kind, "strength": round(s, 4), **params}
 
 
 # --------------------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ __all__ = [
     "MASK_KINDS",
     "DEFAULT_MASK_MIX",
     "MaskDrawer",
+    "PRESETS",
     "synthesize",
     "make_tiny_dataset",
     "CompositeStream",
@@ -74,6 +75,22 @@ IDENTITY = "identity"
 MASK_KINDS = ("object", "segment", "shape", "silhouette")
 # For photos without an object mask (and for those with one, the rest of the time).
 DEFAULT_MASK_MIX = {"segment": 0.4, "shape": 0.25, "silhouette": 0.35}
+
+# The synthesizer as it was up to commit f9f7322 (three families at fixed strength, an fMSE
+# floor, object masks only, reals copied): ``synthesize(..., **PRESETS["v1"])`` rebuilds a set
+# made then byte for byte (composites.jsonl and summary.json aside), e.g. the Lalonde-Efros
+# benchmark set ``synth --seed 0 --per-mask 2``.
+PRESETS: dict[str, dict[str, Any]] = {
+    "v1": {
+        "families": ("transfer", "retouch", "illumination"),
+        "identity_fraction": 0.0,
+        "object_mask_prob": 1.0,
+        "min_fmse": 100.0,
+        "family_options": {"transfer": {"strength_range": (0.6, 1.0)}, "retouch": {"strength": 1.0},
+                           "illumination": {"strength": 1.0}},
+        "copy_reals": True,
+    },
+}
 
 _SPLIT_ID = {"train": 1, "test": 2}
 _FAMILY_FNS = {
@@ -96,13 +113,16 @@ def perturb_image(
     mask: np.ndarray,
     rng: np.random.Generator,
     reference: tuple[np.ndarray, np.ndarray | None] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One random draw of ``family`` on ``image`` (float (H, W, 3) in [0, 1]) inside ``mask``.
 
     ``reference`` ``(image, mask or None)`` is required by ``transfer``: the photo whose
-    statistics are moved onto the object. ``identity`` returns a copy of ``image``. Returns
+    statistics are moved onto the object. ``options``: keyword arguments for the family's
+    function (e.g. ``{"strength": 1.0}``). ``identity`` returns a copy of ``image``. Returns
     ``(composite, params)``.
     """
+    options = dict(options or {})
     if family == IDENTITY:
         return np.array(image, copy=True), {}
     if family == "transfer":
@@ -110,10 +130,10 @@ def perturb_image(
             raise InputError("the transfer family needs a reference photo")
         ref, ref_mask = reference
         if ref_mask is not None and rng.random() < 0.5:
-            return perturb.transfer(image, mask, rng, ref, ref_mask)
-        return perturb.transfer(image, mask, rng, ref, None)
+            return perturb.transfer(image, mask, rng, ref, ref_mask, **options)
+        return perturb.transfer(image, mask, rng, ref, None, **options)
     if family in _FAMILY_FNS:
-        return _FAMILY_FNS[family](image, mask, rng)
+        return _FAMILY_FNS[family](image, mask, rng, **options)
     raise InputError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
 
 
@@ -126,9 +146,11 @@ def draw_composite(
     min_fmse: float = 0.0,
     max_fmse: float = 8000.0,
     max_tries: int = 10,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray | None, dict[str, Any], Counter]:
     """Draw ``family`` perturbations until one is acceptable (:func:`perturb.rejection_reason`),
-    at most ``max_tries`` times. ``reference_fn()`` gives a new reference for each transfer draw.
+    at most ``max_tries`` times. ``reference_fn()`` gives a new reference for each transfer draw;
+    ``options`` go to the family's function (:func:`perturb_image`).
     ``identity`` is always accepted (it is the real image).
 
     Returns ``(composite or None, params of the last draw, Counter of rejection reasons)``; the
@@ -140,7 +162,7 @@ def draw_composite(
     params: dict[str, Any] = {}
     for attempt in range(1, max_tries + 1):
         reference = reference_fn() if (family == "transfer" and reference_fn is not None) else None
-        comp, params = perturb_image(family, image, mask, rng, reference)
+        comp, params = perturb_image(family, image, mask, rng, reference, options)
         # Judge the composite as it will be stored: 8 bits.
         comp8 = np.round(comp * 255.0) / 255.0
         reason = rejection_reason(comp8, image, mask, min_fmse, max_fmse)
@@ -503,7 +525,10 @@ def _synthesize_photo(
     image = image_u8.astype(np.float64) / 255.0
     # The real is re-encoded with the composites' JPEG settings, so that both share one
     # compression history and an identity composite can be the real's very bytes.
-    real_jpeg = _jpeg_bytes(image_u8, cfg["quality"])
+    if cfg["copy_reals"] and _can_copy(photo, cfg["short_side"], cfg["max_side"]):
+        real_jpeg = photo.path.read_bytes()
+    else:
+        real_jpeg = _jpeg_bytes(image_u8, cfg["quality"])
     pool = [p for p in plan.splits[split] if p != i] or [i]
     families, sid, seed = cfg["families"], _SPLIT_ID[split], cfg["seed"]
     n_masks = plan.masks_per_image[i] if split == "train" or cfg["test_masks_per_image"] is None \
@@ -522,8 +547,8 @@ def _synthesize_photo(
             def ref_fn():
                 return refs(pool[int(rng.integers(len(pool)))])
 
-            comp, params, reasons = draw_composite(
-                family, image, mask, rng, ref_fn, cfg["min_fmse"], cfg["max_fmse"], cfg["max_tries"])
+            comp, params, reasons = draw_composite(family, image, mask, rng, ref_fn, cfg["min_fmse"], cfg["max_fmse"],
+                                                   cfg["max_tries"], cfg["family_options"].get(family))
             stats.draws[family] += params.get("tries", cfg["max_tries"])
             if family != IDENTITY:
                 stats.rejected[family].update(reasons)
@@ -533,13 +558,25 @@ def _synthesize_photo(
                     continue
                 stats.kept_rejected[family] += 1
                 comp, params, _ = draw_composite(
-                    family, image, mask, np.random.default_rng([seed, 9, sid, i, j, k]), ref_fn, -1.0, float("inf"), 1)
+                    family, image, mask, np.random.default_rng([seed, 9, sid, i, j, k]), ref_fn, -1.0, float("inf"), 1,
+                    cfg["family_options"].get(family))
             k_in[family] += 1
             stats.mask_kinds[split][kind] += 1
             if detail:
                 stats.shapes[detail] += 1
             writer.add(split, family, photo.stem, j, k_in[family], None if family == IDENTITY else comp, real_jpeg,
                        mask, {"family": family, "mask_kind": kind, **({"shape": detail} if detail else {}), **params})
+
+
+def _can_copy(photo: Photo, short_side: int | None, max_side: int | None) -> bool:
+    """Whether the source JPEG can serve as the real image byte for byte: not downscaled, and no
+    EXIF rotation (readers decode the stored pixels without applying it)."""
+    if photo.image is not None or not photo.is_jpeg_file:
+        return False
+    with Image.open(photo.path) as im:
+        if (max_side is not None and max(im.size) > max_side) or (short_side is not None and min(im.size) > short_side):
+            return False
+        return im.getexif().get(0x0112, 1) == 1
 
 
 def _write_preview(out: Path, writer: _Writer, n: int) -> None:
@@ -597,6 +634,8 @@ def synthesize(
     min_fmse: float = 0.0,
     max_fmse: float = 8000.0,
     max_tries: int = 10,
+    family_options: Mapping[str, Mapping[str, Any]] | None = None,
+    copy_reals: bool = False,
     keep_rejected: bool = False,
     preview: int = 0,
     metrics: bool = True,
@@ -627,6 +666,9 @@ def synthesize(
 
     Acceptance: see :func:`draw_composite`; with ``keep_rejected`` the last draw is kept when all
     ``max_tries`` are rejected (else the composite is dropped and counted as failed).
+    ``family_options`` (family -> keyword arguments of its function, e.g. a fixed ``strength``)
+    and ``copy_reals`` (source JPEGs that need no downscaling are copied byte for byte as reals)
+    serve :data:`PRESETS`.
     """
     from tqdm import tqdm
 
@@ -646,7 +688,8 @@ def synthesize(
         raise InputError(f"identity_fraction must be in [0, 1), got {identity_fraction}")
     cfg = {"families": tuple(families), "seed": seed, "per_mask": per_mask, "identity_fraction": identity_fraction,
            "quality": quality, "short_side": short_side, "max_side": max_side, "min_fmse": min_fmse, "max_fmse": max_fmse,
-           "max_tries": max_tries, "keep_rejected": keep_rejected, "test_masks_per_image": test_masks_per_image}
+           "max_tries": max_tries, "keep_rejected": keep_rejected, "test_masks_per_image": test_masks_per_image,
+           "family_options": {k: dict(v) for k, v in (family_options or {}).items()}, "copy_reals": copy_reals}
 
     # 2. sources, output folder, splits, masks
     sources, inputs = photos_from_folders(images, masks, photo_dirs)
@@ -689,6 +732,7 @@ def synthesize(
             "quality": quality, "short_side": short_side, "max_side": max_side, "mask_ratio": list(mask_ratio),
             "min_fmse": min_fmse, "max_fmse": max_fmse, "max_tries": max_tries,
             "reserve_test": reserve_test, "val_fraction": val_fraction if reserve_test else None,
+            "family_options": cfg["family_options"], "copy_reals": copy_reals,
         },
         "photos": {
             "train": len(plan.splits["train"]), "test": len(plan.splits["test"]), "reserved": len(plan.reserved),
