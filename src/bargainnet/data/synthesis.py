@@ -327,10 +327,11 @@ def _input_metrics(out: Path, split: str, size: int = 256) -> dict[str, dict[str
 
 
 def preview_grid(
-    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], cell: int = 128
+    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], cell: int = 128, per_column: int = 8
 ) -> Image.Image:
     """A grid image: one row per ``(real, composite, mask, label)`` (uint8 (H, W, 3), uint8
-    (H, W, 3), bool (H, W), text), columns real | composite | mask, each cell ``cell`` px high."""
+    (H, W, 3), bool (H, W), text), columns real | composite | mask, each cell ``cell`` px high;
+    after ``per_column`` rows the next rows start a new column of triplets to the right."""
     cells = []
     for real, comp, mask, label in rows:
         h, w = mask.shape
@@ -347,14 +348,14 @@ def preview_grid(
         cells.append(ims)
     gap = 4
     width = max(sum(im.width for im in r) + gap * 2 for r in cells)
-    grid = Image.new("RGB", (width, len(cells) * (cell + gap) - gap), (255, 255, 255))
-    y = 0
-    for r in cells:
-        x = 0
+    n_cols = math.ceil(len(cells) / per_column)
+    n_rows = min(len(cells), per_column)
+    grid = Image.new("RGB", (n_cols * (width + 3 * gap) - 3 * gap, n_rows * (cell + gap) - gap), (255, 255, 255))
+    for k, r in enumerate(cells):
+        x, y = (k // per_column) * (width + 3 * gap), (k % per_column) * (cell + gap)
         for im in r:
             grid.paste(im, (x, y))
             x += im.width + gap
-        y += cell + gap
     return grid
 
 
