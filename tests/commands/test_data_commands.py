@@ -24,7 +24,7 @@ def test_synth_command(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "train" in text and "fMSE" in text
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["photos"] == {"train": 3, "test": 2, "skipped": []}
+    assert summary["photos"] == {"train": 3, "test": 2, "reserved": 0, "per_source": [5], "skipped": []}
     assert (out / "preview.png").is_file()
     # a second run into the same folder is refused with the output exit code
     assert main(["synth", "--out", str(out), "--images", str(imgs), "--quiet"]) == 4

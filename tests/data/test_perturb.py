@@ -74,7 +74,8 @@ def test_pixel_ops_reference_values():
 
 def test_rejection_reasons():
     image, mask, _ = _image_mask(0, 16, 16)
-    assert perturb.rejection_reason(image, image, mask) == "too_small"
+    assert perturb.rejection_reason(image, image, mask) is None  # no floor by default
+    assert perturb.rejection_reason(image, image, mask, min_fmse=100.0) == "too_small"
     assert perturb.rejection_reason(1 - image, image, mask, max_fmse=100.0) == "too_large"
     black = image.copy()
     black[mask] = 0.0
@@ -102,3 +103,57 @@ def test_masks_from_segments_shapes_and_procedural():
     assert abs(m.mean() - 0.2) < 0.03
     e = ellipse_mask((50, 60), rng, (0.3, 0.3))
     assert abs(e.mean() - 0.3) < 0.05
+
+
+NEW_FAMILIES = ("mixing", "camera", "lighting", "haze")
+
+
+def test_every_family_is_identity_at_zero_strength_and_local():
+    image, mask, rng = _image_mask(1, 12, 14)
+    ref = (rng.random((5, 6, 3)), None)
+    for family in FAMILIES:
+        fn = getattr(perturb, family)
+        args = (ref[0],) if family == "transfer" else ()
+        out, _ = fn(image, mask, np.random.default_rng(0), *args, strength=0.0)
+        assert np.array_equal(out, image), family
+        out, _ = fn(image, mask, np.random.default_rng(0), *args, strength=1.0)
+        assert np.array_equal(out[~mask], image[~mask]), family
+        assert not np.array_equal(out[mask], image[mask]), family
+    assert set(NEW_FAMILIES) <= set(FAMILIES)
+
+
+def test_new_families_reference_behaviour():
+    gray = np.full((4, 4, 3), 0.5)
+    mask = np.ones((4, 4), bool)
+    rng = np.random.default_rng(3)
+    # lighting: a spatially varying gain over the object (not one global change)
+    ramp = np.tile(np.linspace(0.2, 0.8, 16)[None, :, None], (16, 1, 3))
+    out, p = perturb.lighting(ramp, np.ones((16, 16), bool), rng, strength=1.0)
+    ratio = perturb.srgb_to_linear(out[..., 1]) / perturb.srgb_to_linear(ramp[..., 1])
+    assert ratio.std() > 0.01, p
+    # haze/fade lower the object's contrast
+    x = np.random.default_rng(0).random((16, 16, 3))
+    out, _ = perturb.haze(x, np.ones((16, 16), bool), rng, strength=1.0)
+    assert out.std() < x.std()
+    # camera: exposure and white balance are gains in linear light
+    out, p = perturb.camera(gray, mask, rng, strength=1.0)
+    lin = perturb.srgb_to_linear(out[0, 0]) / perturb.srgb_to_linear(0.5)
+    assert np.allclose(lin[1], 2 ** (p["ev"]) * lin[1] / 2 ** p["ev"])  # finite and consistent
+    assert np.ptp(perturb.srgb_to_linear(out).reshape(-1, 3), axis=0).max() < 1e-12  # spatially uniform
+
+
+def test_per_channel_curves_family_is_absent():
+    """`curves` (a different tone curve per R/G/B channel) is held out for evaluation."""
+    import pytest
+
+    from bargainnet.errors import InputError
+
+    assert "curves" not in FAMILIES and not hasattr(perturb, "curves")
+    image, mask, rng = _image_mask(2, 8, 8)
+    with pytest.raises(InputError):
+        perturb_image("curves", image, mask, rng)
+    # the retouch's gamma and tone curve act on the three channels alike: grays stay gray
+    ramp = np.tile(np.linspace(0, 1, 64)[:, None], (1, 3)).reshape(8, 8, 3)
+    for edit in ("gamma", "tone_curve"):
+        out, _ = perturb.retouch(ramp, np.ones((8, 8), bool), np.random.default_rng(0), edits=(edit,), strength=1.0)
+        assert np.allclose(out[..., 0], out[..., 1]) and np.allclose(out[..., 1], out[..., 2]), edit

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bargainnet.data.sources import procedural_photos
-from bargainnet.data.synthesis import FAMILIES, CompositeStream
+from bargainnet.data.synthesis import FAMILIES, IDENTITY, CompositeStream
 
 
 @pytest.fixture(scope="module")
@@ -21,16 +21,19 @@ def _take(stream, n):
 
 
 def test_items_like_dataset(photos):
-    items = _take(CompositeStream(photos, size=32, seed=0), 9)
+    items = _take(CompositeStream(photos, size=32, seed=0, identity_fraction=0.3), 40)
     for it in items:
         assert it["composite"].shape == (3, 32, 32) and it["real"].shape == (3, 32, 32)
         assert it["mask"].shape == (1, 32, 32) and set(it["mask"].unique().tolist()) == {0.0, 1.0}
-        assert it["subset"] in FAMILIES and isinstance(it["name"], str)
+        assert it["subset"] in (*FAMILIES, IDENTITY) and isinstance(it["name"], str)
         m = it["mask"].bool().expand(3, -1, -1)
         # only the object changed (exactly: nothing is JPEG-encoded on the fly)
         assert torch.equal(it["composite"][~m], it["real"][~m])
-        assert (it["composite"][m] - it["real"][m]).abs().mean() > 0.02
-    assert {it["subset"] for it in items} == set(FAMILIES)
+        if it["subset"] == IDENTITY:
+            assert torch.equal(it["composite"], it["real"])
+    changed = [(it["composite"] - it["real"]).abs().amax() > 0.02 for it in items if it["subset"] != IDENTITY]
+    assert sum(changed) > 0.7 * len(changed)
+    assert {it["subset"] for it in items} == {*FAMILIES, IDENTITY}
 
 
 def test_seeded_and_epochs_differ(photos):
@@ -72,3 +75,24 @@ def test_photos_without_masks_and_no_augment(photos, tmp_path):
     assert 0.02 < frac < 0.8
     with pytest.raises(TypeError):
         len(stream)
+
+
+def test_several_folders_cutouts_and_holdout(photos, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    a, b, cut = tmp_path / "a", tmp_path / "b", tmp_path / "cut"
+    for d in (a, b, cut):
+        d.mkdir()
+    for p in photos[:4]:
+        Image.fromarray(p.image).save(a / f"{p.stem}.png")
+    for p in photos[4:]:
+        Image.fromarray(p.image).save(b / f"{p.stem}.png")
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[4:16, 6:14, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(cut / "s.png")
+    s = CompositeStream(a, photo_dirs=[b], cutouts=cut, size=32, seed=0, photo_dirs_share=0.5,
+                        mask_mix={"silhouette": 1.0}, holdout=True, test_fraction=0.25)
+    assert len(s.photos) == 3 + 1  # one test photo of each folder held out
+    names = [it["name"] for it in _take(s, 12)]
+    assert any(n.startswith("b__") for n in names) and any(not n.startswith("b__") for n in names)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from bargainnet.data.iharmony4 import IHarmony4Dataset, parse_composite_name
 from bargainnet.data.sources import procedural_photos
-from bargainnet.data.synthesis import FAMILIES, draw_composite, make_tiny_dataset, synthesize
+from bargainnet.data.synthesis import TINY_FAMILIES, draw_composite, make_tiny_dataset, synthesize
 from bargainnet.errors import InputError, OutputError
 from tests.conftest import LALONDE, needs_shared
 
@@ -41,13 +41,13 @@ def tiny(tmp_path_factory) -> Path:
 def test_tiny_layout_counts_and_reader(tiny):
     summary = json.loads((tiny / "summary.json").read_text())
     assert summary["counts"]["train"]["all"] == 9 and summary["counts"]["test"]["all"] == 6
-    assert set(summary["counts"]["train"]) == {*FAMILIES, "all"}
-    for fam in FAMILIES:
+    assert set(summary["counts"]["train"]) == {*TINY_FAMILIES, "all"}
+    for fam in TINY_FAMILIES:
         assert (tiny / fam / f"{fam}_train.txt").is_file()
         assert summary["counts"]["train"][fam] == 3
     for split, n in (("train", 9), ("test", 6)):
         ds = IHarmony4Dataset(tiny, split)
-        assert len(ds) == n and ds.subsets == sorted(FAMILIES)
+        assert len(ds) == n and ds.subsets == sorted(TINY_FAMILIES)
         item = ds[0]
         assert item["composite"].shape == (3, 64, 64) and item["mask"].shape == (1, 64, 64)
         assert set(item["mask"].unique().tolist()) <= {0.0, 1.0}
@@ -79,8 +79,8 @@ def test_deterministic_under_seed(tmp_path):
 
 def test_train_and_test_photos_disjoint(tmp_path):
     photos = procedural_photos(10, 32, seed=1)
-    summary = synthesize(tmp_path / "o", photos, per_mask=3, n_test_photos=3, seed=0,
-                         progress=False, metrics=False, min_fmse=30, keep_rejected=True)
+    summary = synthesize(tmp_path / "o", photos, per_mask=3, n_test_photos=3, seed=0, families=TINY_FAMILIES,
+                         identity_fraction=0, progress=False, metrics=False, min_fmse=30, keep_rejected=True)
     sources = {s: {parse_composite_name(n)[0] for n in (tmp_path / "o" / f"IHD_{s}.txt").read_text().split()}
                for s in ("train", "test")}
     assert len(sources["test"]) == 3 and len(sources["train"]) == 7
@@ -95,7 +95,8 @@ def test_rejection_counts_and_failure(tmp_path):
     photos = procedural_photos(4, 32, seed=2)
     # Nothing can reach an fMSE of 1e9: every draw is rejected as too small, nothing written.
     with pytest.raises(InputError, match="no composite was accepted"):
-        synthesize(tmp_path / "o", photos, n_test_photos=1, min_fmse=1e8, max_fmse=1e9,
+        synthesize(tmp_path / "o", photos, n_test_photos=1, min_fmse=1e8, max_fmse=1e9, identity_fraction=0,
+                   families=TINY_FAMILIES,
                    max_tries=3, progress=False, metrics=False)
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     for fam, r in summary["rejection"].items():
@@ -113,9 +114,10 @@ def test_draw_composite_redraws_until_accepted():
 
 def test_metrics_in_summary(tmp_path):
     photos = procedural_photos(6, 64, seed=7)
-    summary = synthesize(tmp_path / "o", photos, n_test_photos=3, seed=0, progress=False, keep_rejected=True)
+    summary = synthesize(tmp_path / "o", photos, n_test_photos=3, seed=0, progress=False, keep_rejected=True,
+                         families=TINY_FAMILIES, identity_fraction=0)
     rows = summary["metrics"]["test"]
-    assert set(rows) == {*FAMILIES, "all"} and rows["all"]["n"] == 3
+    assert set(rows) == {*TINY_FAMILIES, "all"} and rows["all"]["n"] == 3
     # Independent check of one row: published protocol on the 64 px images resized to 256.
     from bargainnet.evaluation.metrics import image_metrics
     from bargainnet.data.transforms import test_transform
@@ -148,8 +150,8 @@ def test_folder_without_masks_uses_segments(tmp_path):
     for p in procedural_photos(4, 64, seed=9):
         Image.fromarray(p.image).save(img_dir / f"{p.stem}.png")
     summary = synthesize(tmp_path / "o", img_dir, n_test_photos=1, masks_per_image=2, seed=1,
-                         progress=False, metrics=False, keep_rejected=True)
-    assert summary["settings"]["mask_source"] == "segments"
+                         mask_mix={"segment": 1}, progress=False, metrics=False, keep_rejected=True)
+    assert summary["mask_kinds"]["train"] == {"segment": 6}
     assert summary["counts"]["train"]["all"] == 6
     for _, _, mask, _ in _triplets(tmp_path / "o", "train"):
         assert 0.02 < mask.mean() < 0.75
@@ -164,14 +166,15 @@ def test_lalonde_folder_with_masks(tmp_path):
         (src_i / f"{stem}.jpg").write_bytes((LALONDE / "real_images" / f"{stem}.jpg").read_bytes())
         (src_m / f"{stem}.png").write_bytes((LALONDE / "real_masks" / f"{stem}.png").read_bytes())
     out = tmp_path / "o"
-    summary = synthesize(out, src_i, src_m, n_test_photos=2, seed=0, progress=False)
-    assert summary["settings"]["mask_source"] == "given"
+    summary = synthesize(out, src_i, src_m, n_test_photos=2, seed=0, progress=False, object_mask_prob=1.0)
+    assert set(summary["mask_kinds"]["train"]) == {"object"}
     assert summary["counts"]["train"]["all"] + summary["counts"]["test"]["all"] >= 5
     name = (out / "IHD_train.txt").read_text().split()[0]
     sub, _, fname = name.split("/")
     stem = parse_composite_name(fname)[0]
-    # the real is the source JPEG byte for byte; the mask is the source mask binarised
-    assert (out / sub / "real_images" / f"{stem}.jpg").read_bytes() == (src_i / f"{stem}.jpg").read_bytes()
+    # the real is the source photo re-encoded (quality 95, 4:4:4); the mask is the source mask binarised
+    real, src = _read(out / sub / "real_images" / f"{stem}.jpg"), _read(src_i / f"{stem}.jpg")
+    assert real.shape == src.shape and np.abs(real - src).mean() < 2
     src_mask = np.asarray(Image.open(src_m / f"{stem}.png").convert("L")) > 127
     assert np.array_equal(np.asarray(Image.open(out / sub / "masks" / f"{stem}_1.png")) > 127, src_mask)
 
@@ -187,8 +190,8 @@ def test_cutout_alpha_shapes_as_masks(tmp_path):
         Image.fromarray(rgba, "RGBA").save(cut_dir / f"c{i}.png")
     summary = synthesize(tmp_path / "o", img_dir, cutouts=cut_dir, families=("retouch", "illumination"),
                          n_test_photos=1, mask_ratio=(0.1, 0.3), progress=False, metrics=False,
-                         keep_rejected=True)
-    assert summary["settings"]["mask_source"] == "cutouts"
+                         keep_rejected=True, mask_mix={"silhouette": 1}, identity_fraction=0)
+    assert set(summary["mask_kinds"]["train"]) == {"silhouette"}
     assert set(summary["counts"]["train"]) == {"retouch", "illumination", "all"}
     for _, _, mask, _ in _triplets(tmp_path / "o", "train"):
         ys, xs = np.nonzero(mask)
@@ -197,3 +200,63 @@ def test_cutout_alpha_shapes_as_masks(tmp_path):
         assert 0.08 < mask.mean() < 0.32
     with pytest.raises(InputError, match="no cut-outs"):
         synthesize(tmp_path / "o2", img_dir, cutouts=img_dir.parent / "imgs", progress=False)
+
+
+def test_identity_samples_are_exact_and_in_their_own_subset(tmp_path):
+    photos = procedural_photos(6, 32, seed=5)
+    summary = synthesize(tmp_path / "o", photos, n_test_photos=2, per_mask=4, identity_fraction=0.5, seed=0,
+                         progress=False, metrics=False)
+    n_id = summary["counts"]["train"]["identity"] + summary["counts"]["test"]["identity"]
+    assert 0 < n_id < 24
+    names = [n for s in ("train", "test") for n in (tmp_path / "o" / f"IHD_{s}.txt").read_text().split()]
+    for name in names:
+        sub, _, fname = name.split("/")
+        real = tmp_path / "o" / sub / "real_images" / f"{parse_composite_name(fname)[0]}.jpg"
+        same = (tmp_path / "o" / name).read_bytes() == real.read_bytes()
+        assert same == (sub == "identity"), name
+
+
+def test_several_photo_folders_and_reserved_test_photos(tmp_path):
+    from bargainnet.data.synthesis import _split_photos
+
+    first, other = tmp_path / "first", tmp_path / "other"
+    first.mkdir(), other.mkdir()
+    for folder, seed in ((first, 1), (other, 2)):
+        for p in procedural_photos(8, 32, seed=seed):
+            Image.fromarray(p.image).save(folder / f"{p.stem}.png")
+    summary = synthesize(tmp_path / "o", first, photo_dirs=[other], reserve_test=True, val_fraction=0.2,
+                         seed=3, progress=False, metrics=False)
+    assert summary["photos"]["per_source"] == [8, 8] and summary["photos"]["reserved"] == 1
+    used = {parse_composite_name(n.split("/")[-1])[0]
+            for s in ("train", "test") for n in (tmp_path / "o" / f"IHD_{s}.txt").read_text().split()}
+    # the first folder's test photos of a single-folder run with the same seed are used nowhere
+    _, test = _split_photos(8, 0.15, None, 3)
+    stems = sorted(p.stem for p in first.iterdir())
+    assert not {stems[i] for i in test} & used
+    assert any(u.startswith("other__") for u in used)
+
+
+# Mean pixel value of each composite, from the synthesizer at commit f9f7322 (before the preset
+# existed): synthesize(out, procedural_photos(6, 48, seed=21), per_mask=2, n_test_photos=2,
+# seed=0) with its defaults. Same draws give the same means (to JPEG-decoder rounding); any
+# other draw moves them by whole levels.
+V1_MEANS = {
+    "transfer/composite_images/p0000_1_1.jpg": 140.52, "transfer/composite_images/p0001_1_1.jpg": 147.05,
+    "transfer/composite_images/p0005_1_1.jpg": 145.36, "retouch/composite_images/p0000_1_1.jpg": 142.32,
+    "retouch/composite_images/p0004_1_1.jpg": 128.8, "retouch/composite_images/p0005_1_1.jpg": 151.2,
+    "illumination/composite_images/p0001_1_1.jpg": 135.04, "illumination/composite_images/p0004_1_1.jpg": 126.61,
+    "transfer/composite_images/p0002_1_1.jpg": 135.5, "retouch/composite_images/p0003_1_1.jpg": 107.13,
+    "illumination/composite_images/p0002_1_1.jpg": 131.79, "illumination/composite_images/p0003_1_1.jpg": 106.79,
+}
+
+
+def test_preset_v1_reproduces_the_earlier_synthesizer(tmp_path):
+    from bargainnet.data.synthesis import PRESETS
+
+    out = tmp_path / "o"
+    synthesize(out, procedural_photos(6, 48, seed=21), per_mask=2, n_test_photos=2, seed=0, progress=False,
+               metrics=False, **PRESETS["v1"])
+    names = [n for s in ("train", "test") for n in (out / f"IHD_{s}.txt").read_text().split()]
+    assert names == list(V1_MEANS)
+    for n in names:
+        assert _read(out / n).mean() == pytest.approx(V1_MEANS[n], abs=0.05), n

@@ -6,8 +6,19 @@ only — the three families of the synthesizer, modelled on how iHarmony4 was ma
   matching or covariance (linear Monge–Kantorovich) transfer, at a random strength;
 - ``retouch`` (like HAdobe5k): a few photographic edits — exposure, white balance
   (temperature/tint), contrast, saturation, gamma, tone curve, hue;
-- ``illumination`` (like Hday2night): a strong global light change — dusk, night, overcast,
-  darkening, bright daylight.
+- ``illumination`` (like Hday2night): a global light change — dusk, night, overcast,
+  darkening, bright daylight;
+- ``mixing``: a camera's colour rendering — a random near-identity 3×3 colour matrix in linear light;
+- ``camera``: white balance and exposure of another capture, in linear light;
+- ``lighting``: local light — a smooth spatial gain field over the object (a gradient or a
+  spot, optionally tinted), in linear light;
+- ``haze``: atmosphere and faded prints — a blend toward a haze colour in linear light, or lifted
+  blacks and lowered contrast.
+
+Every family takes a ``strength`` in [0, 1] (drawn uniformly when None): 0 returns the image
+unchanged, 1 the strongest change of its range, so composites run from barely changed to
+clearly wrong. Per-channel tone curves (a different gamma or curve for R, G and B) are
+deliberately absent: that family is held out for evaluation.
 
 Everything is a plain numpy function. Pixel operations (:func:`exposure`, :func:`white_balance`,
 ...) take float arrays ``(..., 3)`` in [0, 1] and return the same shape (values may leave [0, 1]
@@ -26,7 +37,7 @@ import numpy as np
 from ..errors import InputError
 from ..evaluation import color_transfer
 
-FAMILIES = ("transfer", "retouch", "illumination")
+FAMILIES = ("transfer", "retouch", "illumination", "mixing", "camera", "lighting", "haze")
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722])
 
@@ -137,12 +148,13 @@ def transfer(
     method: str | None = None,
     strength: float | None = None,
     max_gain: float | None = 3.0,
+    strength_range: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Colour-statistics transfer from ``reference`` (float (h, w, 3) in [0, 1]) — its object
     (``reference_mask``) when given, else the whole image — to the object of ``image``.
 
     ``method`` one of ``reinhard``, ``histogram``, ``covariance`` (random when None); ``strength``
-    uniform in [0.6, 1] when None. ``max_gain`` bounds how much the transfer may stretch the
+    uniform in ``strength_range`` (default [0, 1]) when None (0: unchanged). ``max_gain`` bounds how much the transfer may stretch the
     object's variations (see :mod:`bargainnet.color_transfer`): without it a flat object matched
     to a colourful reference turns into colour speckle, which no real capture produces.
     """
@@ -150,7 +162,9 @@ def transfer(
     method = method or str(rng.choice(sorted(color_transfer.METHODS)))
     if method not in color_transfer.METHODS:
         raise InputError(f"unknown transfer method {method!r}; known: {', '.join(color_transfer.METHODS)}")
-    strength = float(rng.uniform(0.6, 1.0) if strength is None else strength)
+    strength = float(rng.uniform(*strength_range)) if strength is None else _strength(rng, strength)
+    if strength == 0:
+        return image.copy(), {"method": method, "strength": 0.0}
     ref_mask = np.ones(reference.shape[:2]) if reference_mask is None else reference_mask
     out = color_transfer.METHODS[method](
         image, (np.asarray(mask) > 0.5), reference, ref_mask, strength, max_gain=max_gain
@@ -161,13 +175,13 @@ def transfer(
 RETOUCH_EDITS = ("exposure", "white_balance", "contrast", "saturation", "gamma", "tone_curve", "hue")
 
 
-def _draw_edit(name: str, rng: np.random.Generator) -> tuple[Callable[[np.ndarray], np.ndarray], dict]:
-    sign = 1.0 if rng.random() < 0.5 else -1.0
+def _draw_edit(name: str, rng: np.random.Generator, s: float = 1.0) -> tuple[Callable[[np.ndarray], np.ndarray], dict]:
+    sign = s if rng.random() < 0.5 else -s
     if name == "exposure":
         ev = sign * rng.uniform(0.4, 1.5)
         return (lambda x: exposure(x, ev)), {"ev": ev}
     if name == "white_balance":
-        t, n = sign * rng.uniform(0.3, 1.0), rng.uniform(-0.5, 0.5)
+        t, n = sign * rng.uniform(0.3, 1.0), s * rng.uniform(-0.5, 0.5)
         return (lambda x: white_balance(x, t, n)), {"temperature": t, "tint": n}
     if name == "contrast":
         a = float(np.exp(sign * rng.uniform(0.2, 0.6)))
@@ -176,6 +190,7 @@ def _draw_edit(name: str, rng: np.random.Generator) -> tuple[Callable[[np.ndarra
         a = float(np.exp(sign * rng.uniform(0.3, 1.0)))
         return (lambda x: saturation(x, a)), {"amount": a}
     if name == "gamma":
+        # the same exponent on R, G and B: a per-channel curve is the held-out `curves` family
         g = float(np.exp(sign * rng.uniform(0.2, 0.6)))
         return (lambda x: gamma(x, g)), {"gamma": g}
     if name == "tone_curve":
@@ -188,17 +203,26 @@ def _draw_edit(name: str, rng: np.random.Generator) -> tuple[Callable[[np.ndarra
 
 
 def retouch(
-    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, edits: tuple[str, ...] | None = None
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    edits: tuple[str, ...] | None = None,
+    strength: float | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A photographic retouch of the object: 2–4 random edits from :data:`RETOUCH_EDITS` (or the
-    named ``edits``) with random parameters, applied in sequence."""
+    named ``edits``) with random parameters, applied in sequence. ``strength`` scales every edit
+    toward no change (exposure, temperature, tone amount and hue linearly; contrast, saturation
+    and gamma in the log domain)."""
     _validate(image, mask)
     if edits is None:
         k = int(rng.integers(2, 5))
         edits = tuple(str(e) for e in rng.choice(RETOUCH_EDITS, size=k, replace=False))
+    s = _strength(rng, strength)
+    if s == 0:
+        return image.copy(), {"strength": 0.0, "edits": {}}
     fns, params = [], {}
     for name in edits:
-        fn, p = _draw_edit(name, rng)
+        fn, p = _draw_edit(name, rng, s)
         fns.append(fn)
         params[name] = {k: round(float(v), 4) for k, v in p.items()}
 
@@ -207,7 +231,7 @@ def retouch(
             x = np.clip(fn(x), 0.0, 1.0)
         return x
 
-    return apply_to_region(image, mask, run), {"edits": params}
+    return apply_to_region(image, mask, run), {"strength": round(s, 4), "edits": params}
 
 
 ILLUMINATIONS = ("dusk", "night", "overcast", "darken", "daylight")
@@ -244,15 +268,139 @@ def _illumination_fn(kind: str, rng: np.random.Generator) -> tuple[Callable[[np.
 
 
 def illumination(
-    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, kind: str | None = None
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    kind: str | None = None,
+    strength: float | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """A strong global light change of the object: one of :data:`ILLUMINATIONS` (random when
-    ``kind`` is None) with random parameters."""
+    """A global light change of the object: one of :data:`ILLUMINATIONS` (random when ``kind`` is
+    None) with random parameters, blended with the original by ``strength``."""
     _validate(image, mask)
     kind = kind or str(rng.choice(ILLUMINATIONS, p=[0.25, 0.25, 0.2, 0.2, 0.1]))
+    s = _strength(rng, strength)
+    if s == 0:
+        return image.copy(), {"kind": kind, "strength": 0.0}
     fn, p = _illumination_fn(kind, rng)
     params = {k: (round(float(v), 4) if np.isscalar(v) else [round(float(u), 4) for u in v]) for k, v in p.items()}
-    return apply_to_region(image, mask, fn), {"kind": kind, **params}
+    blend = fn if s == 1 else (lambda x: x + s * (fn(x) - x))  # s = 1: exactly the light model
+    return apply_to_region(image, mask, blend), {"kind": kind, "strength": round(s, 4), **params}
+
+
+# --------------------------------------------------------------------------------------------
+# camera and illumination changes in linear light
+
+
+def _strength(rng: np.random.Generator, strength: float | None) -> float:
+    if strength is None:
+        return float(rng.uniform(0.0, 1.0))
+    if not 0.0 <= strength <= 1.0:
+        raise InputError(f"strength must be in [0, 1], got {strength}")
+    return float(strength)
+
+
+def _rounded(p: dict) -> dict:
+    return {k: (v if isinstance(v, str) else round(float(v), 4) if np.isscalar(v)
+                else np.round(np.asarray(v, float), 4).tolist()) for k, v in p.items()}
+
+
+def mixing(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, strength: float | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Channel mixing: the object's linear RGB multiplied by a random near-identity 3×3 matrix
+    ``I + strength · N`` (N's entries uniform in ±0.3), scaled so that white keeps its
+    luminance — another camera's colour rendering (sensor → RGB matrix)."""
+    _validate(image, mask)
+    s = _strength(rng, strength)
+    if s == 0:
+        return image.copy(), {"strength": 0.0}
+    m = np.eye(3) + s * rng.uniform(-0.3, 0.3, (3, 3))
+    m /= _LUMA @ m @ np.ones(3)
+    return apply_to_region(image, mask, lambda x: linear_to_srgb(srgb_to_linear(x) @ m.T)), _rounded(
+        {"strength": s, "matrix": m})
+
+
+def camera(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, strength: float | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Another capture's white balance and exposure, in linear light: exposure
+    ``strength · U(±2)`` EV, temperature ``strength · U(±1.2)``, tint ``strength · U(±0.8)``
+    (see :func:`white_balance`)."""
+    _validate(image, mask)
+    s = _strength(rng, strength)
+    if s == 0:
+        return image.copy(), {"strength": 0.0}
+    ev, t, n = s * rng.uniform(-2, 2), s * rng.uniform(-1.2, 1.2), s * rng.uniform(-0.8, 0.8)
+    g = np.array([2.0 ** (0.5 * t), 2.0 ** (-0.5 * n), 2.0 ** (-0.5 * t)])
+    g = g / (g @ _LUMA) * 2.0**ev
+    return apply_to_region(image, mask, lambda x: channel_gains(x, g)), _rounded(
+        {"strength": s, "ev": ev, "temperature": t, "tint": n})
+
+
+def lighting(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, strength: float | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Local light on the object: linear RGB times a smooth gain field ``2**ev(y, x)`` laid over
+    the object's bounding box — a linear gradient in a random direction or a soft spot (a light
+    the background does not share) — with a range of ``strength · U(0.5, 2.5)`` EV, optionally
+    warm or cool (the gain of R and B follows the field by up to ±25 %)."""
+    image, region = _validate(image, mask)
+    s = _strength(rng, strength)
+    kind = "gradient" if rng.random() < 0.6 else "spot"
+    if s == 0:
+        return image.copy(), {"strength": 0.0, "kind": kind}
+    ys, xs = np.nonzero(region)
+    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    ry, rx = max(1.0, (ys.max() - ys.min()) / 2), max(1.0, (xs.max() - xs.min()) / 2)
+    v, u = (ys - cy) / ry, (xs - cx) / rx  # object coordinates in about [-1, 1]
+    span = s * rng.uniform(0.5, 2.5)
+    if kind == "gradient":
+        theta = rng.uniform(0, 2 * np.pi)
+        field = 0.5 * (np.cos(theta) * u + np.sin(theta) * v)  # in [-0.5, 0.5] over the box
+        offset = rng.uniform(-0.5, 0.5)
+        ev = span * (field + 0.5 * offset)
+        extra = {"angle_deg": np.rad2deg(theta), "offset": offset}
+    else:
+        sy, sx = rng.uniform(-0.7, 0.7, 2)
+        width = rng.uniform(0.4, 1.2)
+        bright = 1.0 if rng.random() < 0.6 else -1.0
+        field = np.exp(-((u - sx) ** 2 + (v - sy) ** 2) / (2 * width**2))
+        ev = bright * span * (field - 0.5)
+        extra = {"centre": [sx, sy], "width": width, "sign": bright}
+    tint = s * rng.uniform(-0.25, 0.25) if rng.random() < 0.5 else 0.0
+    gains = 2.0 ** (ev[:, None] * np.array([1.0 + tint, 1.0, 1.0 - tint]))
+    out = image.copy()
+    x = image[region].astype(np.float64)
+    out[region] = np.clip(linear_to_srgb(srgb_to_linear(x) * gains), 0.0, 1.0).astype(image.dtype)
+    return out, _rounded({"strength": s, "kind": kind, "range_ev": span, "tint": tint, **extra})
+
+
+def haze(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, strength: float | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Haze or fade of the object. ``haze``: linear RGB blended toward an airlight colour (a
+    light gray, bluish or warm) by ``strength · U(0.2, 0.7)``; ``fade``: blacks lifted by
+    ``strength · U(0.05, 0.3)`` and whites lowered by up to half that (lower contrast, the same
+    on every channel), with a slight desaturation."""
+    _validate(image, mask)
+    s = _strength(rng, strength)
+    kind = "haze" if rng.random() < 0.5 else "fade"
+    if s == 0:
+        return image.copy(), {"strength": 0.0, "kind": kind}
+    if kind == "haze":
+        colour = rng.uniform(0.55, 0.95) + rng.uniform(-0.08, 0.08, 3)
+        colour = np.clip(colour, 0.0, 1.0)
+        a = s * rng.uniform(0.2, 0.7)
+        lin_c = srgb_to_linear(colour)
+        fn = lambda x: linear_to_srgb((1 - a) * srgb_to_linear(x) + a * lin_c)  # noqa: E731
+        p = {"strength": s, "kind": kind, "amount": a, "colour": colour}
+    else:
+        lift = s * rng.uniform(0.05, 0.3)
+        top = 1.0 - rng.uniform(0.0, 0.5) * lift
+        sat = 1.0 - s * rng.uniform(0.0, 0.3)
+        fn = lambda x: saturation(lift + (top - lift) * x, sat)  # noqa: E731
+        p = {"strength": s, "kind": kind, "lift": lift, "white": top, "saturation": sat}
+    return apply_to_region(image, mask, fn), _rounded(p)
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,13 +418,14 @@ def rejection_reason(
     composite: np.ndarray,
     real: np.ndarray,
     mask: np.ndarray,
-    min_fmse: float = 100.0,
+    min_fmse: float = 0.0,
     max_fmse: float = 8000.0,
     max_clipped: float = 0.4,
 ) -> str | None:
     """Why a composite should be redrawn, or None when it is acceptable.
 
-    ``too_small``: foreground MSE (on [0, 255]) below ``min_fmse`` — no visible inharmony;
+    ``too_small``: foreground MSE (on [0, 255]) below ``min_fmse`` (0 by default: mild changes are
+    wanted, so that a model also learns to leave nearly harmonious objects alone);
     ``too_large``: above ``max_fmse``; ``clipped``: the share of object pixels with all three
     channels at 0 or at 1 grew by more than ``max_clipped`` (the object burnt to white or black).
     """

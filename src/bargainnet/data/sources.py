@@ -8,12 +8,13 @@ All functions here are plain numpy/PIL functions: images are ``uint8 (H, W, 3)``
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from ..errors import InputError
 from ..io import open_image
@@ -238,6 +239,85 @@ def ellipse_mask(shape: tuple[int, int], rng: np.random.Generator, ratio=(0.05, 
     return mask
 
 
+def rectangle_mask(shape: tuple[int, int], rng: np.random.Generator, ratio=(0.05, 0.6)) -> np.ndarray:
+    """A random rectangle (rotated by up to ±30°) covering about ``ratio`` of an ``(H, W)``
+    image; its corners may leave the image."""
+    from skimage.draw import polygon
+
+    h, w = shape
+    area = rng.uniform(*ratio) * h * w
+    aspect = np.exp(rng.uniform(-0.8, 0.8))
+    hh, hw = np.sqrt(area * aspect) / 2, np.sqrt(area / aspect) / 2
+    t = np.deg2rad(rng.uniform(-30, 30)) if rng.random() < 0.5 else 0.0
+    cy, cx = rng.uniform(min(hh, h / 2), max(h - hh, h / 2)), rng.uniform(min(hw, w / 2), max(w - hw, w / 2))
+    corners = np.array([[-hh, -hw], [-hh, hw], [hh, hw], [hh, -hw]])
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    pts = corners @ rot.T + [cy, cx]
+    return _filled(polygon(pts[:, 0], pts[:, 1], shape=(h, w)), shape, rng, ratio)
+
+
+def polygon_mask(shape: tuple[int, int], rng: np.random.Generator, ratio=(0.05, 0.6)) -> np.ndarray:
+    """A random star-shaped polygon (5–12 vertices at jittered radii) covering about ``ratio``."""
+    from skimage.draw import polygon
+
+    h, w = shape
+    k = int(rng.integers(5, 13))
+    ang = np.sort(rng.uniform(0, 2 * np.pi, k))
+    rad = rng.uniform(0.5, 1.0, k)
+    # polygon area of unit-scale radii, to scale it to the target area
+    unit = 0.5 * abs(np.sum(rad * np.roll(rad, -1) * np.sin(np.roll(ang, -1) - ang)))
+    scale = np.sqrt(rng.uniform(*ratio) * h * w / max(unit, 1e-3))
+    aspect = np.exp(rng.uniform(-0.4, 0.4))
+    ry, rx = scale * np.sqrt(aspect), scale / np.sqrt(aspect)
+    cy, cx = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w
+    return _filled(polygon(cy + ry * rad * np.sin(ang), cx + rx * rad * np.cos(ang), shape=(h, w)), shape, rng, ratio)
+
+
+def brush_mask(shape: tuple[int, int], rng: np.random.Generator, ratio=(0.05, 0.6)) -> np.ndarray:
+    """A brush stroke: a thick line through 3–6 random points (round joints and ends) whose width
+    makes it cover about ``ratio`` of the image (capped at a third of the short side)."""
+    h, w = shape
+    k = int(rng.integers(3, 7))
+    pts = np.stack([rng.uniform(0.1, 0.9, k) * w, rng.uniform(0.1, 0.9, k) * h], 1)
+    length = float(np.sum(np.linalg.norm(np.diff(pts, axis=0), axis=1))) + 1.0
+    width = int(np.clip(rng.uniform(*ratio) * h * w / length, 2, max(2, min(h, w) / 3)))
+    im = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(im)
+    xy = [tuple(p) for p in pts]
+    draw.line(xy, fill=255, width=width, joint="curve")
+    for x, y in (xy[0], xy[-1]):
+        draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=255)
+    mask = np.asarray(im) > 127
+    return mask if mask.any() and not mask.all() else ellipse_mask(shape, rng, ratio)
+
+
+def _filled(rr_cc, shape, rng, ratio) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[rr_cc] = True
+    if not mask.any() or mask.all():
+        return ellipse_mask(shape, rng, ratio)
+    return mask
+
+
+GEOMETRIC_SHAPES = ("ellipse", "rectangle", "polygon", "brush")
+
+
+def geometric_mask(
+    shape: tuple[int, int], rng: np.random.Generator, ratio=(0.05, 0.6), kind: str | None = None
+) -> tuple[np.ndarray, str]:
+    """A geometric mask of an ``(H, W)`` image: one of :data:`GEOMETRIC_SHAPES` (random when
+    ``kind`` is None) covering about ``ratio`` of it. Returns ``(mask bool (H, W), kind)``;
+    the mask is never empty nor full."""
+    kind = kind or str(rng.choice(GEOMETRIC_SHAPES))
+    fn = {"ellipse": ellipse_mask, "rectangle": rectangle_mask, "polygon": polygon_mask, "brush": brush_mask}.get(kind)
+    if fn is None:
+        raise InputError(f"unknown shape {kind!r}; known: {', '.join(GEOMETRIC_SHAPES)}")
+    mask = fn(shape, rng, ratio)
+    if mask.all():
+        mask[0, 0] = False
+    return mask, kind
+
+
 def shape_mask(
     alpha: np.ndarray, shape: tuple[int, int], rng: np.random.Generator, ratio=(0.05, 0.6)
 ) -> np.ndarray:
@@ -263,19 +343,39 @@ def shape_mask(
     return mask
 
 
-def list_cutouts(folder: str | os.PathLike, limit: int | None = None) -> list[np.ndarray]:
-    """The alpha channels (uint8 (h, w)) of the RGBA cut-outs (PNG/WebP) under ``folder``."""
+def hash_half(relpath: str) -> str:
+    """``"even"`` or ``"odd"``: the half a cut-out belongs to by the CRC-32 of its path relative
+    to the cut-out folder (``/``-separated). For Debian's Tux Paint stamps the even half is for
+    training and the odd half is reserved for evaluation."""
+    return "even" if zlib.crc32(relpath.replace(os.sep, "/").encode()) % 2 == 0 else "odd"
+
+
+def list_cutouts(
+    folder: str | os.PathLike, limit: int | None = None, half: str | None = None, max_side: int | None = 256
+) -> list[np.ndarray]:
+    """The alpha channels (uint8 (h, w)) of the RGBA cut-outs (PNG/WebP) under ``folder``.
+
+    ``half`` (``"even"``/``"odd"``) keeps only the cut-outs of that :func:`hash_half` of their
+    path relative to ``folder``. ``max_side`` shrinks larger alphas (they only serve as shapes).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"cut-out folder not found: {folder}")
+    if half not in (None, "even", "odd"):
+        raise InputError(f"half must be 'even', 'odd' or None, got {half!r}")
     alphas = []
     for p in sorted(folder.rglob("*")):
         if p.suffix.lower() not in (".png", ".webp"):
             continue
+        if half is not None and hash_half(p.relative_to(folder).as_posix()) != half:
+            continue
         with Image.open(p) as im:
             if im.mode not in ("RGBA", "LA", "PA") and "transparency" not in im.info:
                 continue
-            a = np.asarray(im.convert("RGBA").getchannel("A"))
+            im = im.convert("RGBA").getchannel("A")
+            if max_side and max(im.size) > max_side:
+                im.thumbnail((max_side, max_side), Image.BILINEAR)
+            a = np.asarray(im)
         if (a > 127).mean() > 0.02 and (a <= 127).any():
             alphas.append(a)
         if limit and len(alphas) >= limit:
