@@ -797,8 +797,8 @@ def parse_methods(methods: str, weights: Sequence[str]) -> list[tuple[str, str |
         name, path = w.split("=", 1)
         if not Path(path).is_file():
             raise InputError(f"weights file not found: {path}")
-        if name in [n for n, _ in out]:
-            raise InputError(f"method name {name!r} given twice")
+        if name in [n for n, _ in out] or name in BASELINES or name == "default" or not name:
+            raise InputError(f"method name {name!r} is empty, given twice or reserved (baselines, default)")
         out.append((name, path))
     return out
 
