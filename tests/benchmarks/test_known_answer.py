@@ -1,0 +1,128 @@
+"""The known-answer benchmark (benchmarks/known_answer.py): its held-out ``curves`` family and
+its item building, on tiny in-memory inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ka():
+    spec = importlib.util.spec_from_file_location("known_answer", REPO / "benchmarks" / "known_answer.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["known_answer"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _photo(seed: int, size=(48, 64)):
+    rng = np.random.default_rng(seed)
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([0.2 + 0.6 * x, 0.3 + 0.5 * y, 0.5 + 0.3 * x * y], -1) + rng.normal(0, 0.03, (h, w, 3))
+    return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+
+
+def test_curves_change_only_the_object(ka):
+    image = _photo(0).astype(np.float64) / 255.0
+    mask = np.zeros(image.shape[:2], bool)
+    mask[10:30, 15:45] = True
+    for level in ka.CURVE_STRENGTHS:
+        comp, params = ka.curves(image, mask, np.random.default_rng(1), level=level)
+        assert np.array_equal(comp[~mask], image[~mask])  # bit-identical background
+        assert not np.allclose(comp[mask], image[mask])
+        assert comp.min() >= 0 and comp.max() <= 1
+        assert params["level"] == level
+        lo, hi = ka.CURVE_STRENGTHS[level]
+        assert lo <= params["strength"] <= hi
+    again, _ = ka.curves(image, mask, np.random.default_rng(1), level="strong")
+    first, _ = ka.curves(image, mask, np.random.default_rng(1), level="strong")
+    assert np.array_equal(again, first)  # deterministic in the generator
+
+
+def test_curves_are_monotone_identity_at_zero_and_shift_colour_with_intensity(ka):
+    ramp = np.linspace(0, 1, 256)
+    gray = np.repeat(ramp[:, None], 3, axis=1)
+    assert np.allclose(ka.apply_curves(gray, ka.draw_curve_params(np.random.default_rng(0), 0.0)), gray)
+    for seed in range(20):
+        params = ka.draw_curve_params(np.random.default_rng(seed), 0.8)
+        out = ka.apply_curves(gray, params)
+        assert (np.diff(out, axis=0) >= -1e-12).all()  # each channel's curve is monotone
+        # Cross-processing: relative to the gray level, the cast differs between shadows and
+        # highlights; a per-channel gain (out = k * x) would give the same relative cast everywhere.
+        rel = out / out.mean(axis=1, keepdims=True) - 1
+        shadows, highlights = rel[40:90].mean(0), rel[170:220].mean(0)
+        assert np.abs(shadows - highlights).max() > 0.04, seed
+
+
+def test_geometric_masks_and_stamp_hash(ka):
+    rng = np.random.default_rng(0)
+    for kind in ka.SHAPES:
+        m = ka.geometric_mask((60, 80), rng, kind)
+        assert m.shape == (60, 80) and m.dtype == bool
+        assert 0.01 < m.mean() < 0.9
+    import zlib
+
+    rel = "animals/birds/duck.png"
+    assert ka.stamp_is_odd(rel) == (zlib.crc32(rel.encode()) % 2 == 1)
+    flat = np.zeros((20, 20, 4), np.uint8)
+    flat[..., 3] = 255
+    flat[..., 0] = 200
+    noisy = flat.copy()
+    noisy[..., :3] = np.random.default_rng(0).integers(0, 255, (20, 20, 3))
+    assert ka.flat_share(flat) == 1.0 and ka.flat_share(noisy) < ka.PHOTO_FLAT_MAX
+
+
+def test_build_items_on_tiny_inputs(ka, tmp_path):
+    stamps_dir = tmp_path / "stamps"
+    stamps_dir.mkdir()
+    stamps = []
+    for i in range(3):
+        rgba = np.zeros((20, 16, 4), np.uint8)
+        rgba[..., :3] = np.random.default_rng(i).integers(0, 255, (20, 16, 3))
+        rgba[3:17, 2:14, 3] = 255
+        p = stamps_dir / f"s{i}.png"
+        Image.fromarray(rgba).save(p)
+        stamps.append({"rel": f"s{i}.png", "path": p, "photographic": True, "fill": 0.5})
+    obj = np.zeros((48, 64), bool)
+    obj[8:30, 10:40] = True
+    lalonde = [{"source": "lalonde", "name": f"l{i}", "image": _photo(i), "objects": [obj], "licence": "x"} for i in range(4)]
+    registry = [
+        {"source": "reg", "name": "a", "image": _photo(10), "objects": [], "licence": "y"},
+        {"source": "reg", "name": "b", "image": _photo(11), "objects": [obj], "licence": "y"},
+    ]
+    writer = ka.ItemWriter(tmp_path / "ka")
+    ka.build_items(writer, lalonde, registry, stamps, registry_masks={"object": 1, "segment": 1, "shape": 1, "silhouette": 1},
+                   lalonde_identity_every=2, n_cutouts=3, progress=False)
+    items = writer.items
+    groups = {g: [it for it in items if it["group"] == g] for g in ("perturbed", "identity", "cutout")}
+    assert len(groups["cutout"]) == 3
+    # registry: photo a has 3 mask kinds, b has 4; each mask gives 1 identity + 4 families
+    assert len([it for it in groups["identity"] if it["source"] == "reg"]) == 7
+    assert {it["family"] for it in groups["perturbed"]} == set(ka.FAMILIES)
+    assert {it["mask_kind"] for it in groups["perturbed"] if it["source"] == "reg"} == set(ka.MASK_KINDS)
+    root = tmp_path / "ka"
+    for it in items:
+        comp = np.asarray(Image.open(root / it["composite"]))
+        mask = np.asarray(Image.open(root / it["mask"])) > 127
+        assert mask.any() and not mask.all()
+        if it["group"] == "cutout":
+            assert it["real"] is None
+            continue
+        real = np.asarray(Image.open(root / it["real"]))
+        assert np.array_equal(comp[~mask], real[~mask]), it  # background bit-identical
+        if it["group"] == "identity":
+            assert np.array_equal(comp, real)
+        else:
+            assert not np.array_equal(comp[mask], real[mask])
+            assert it["params"]["fmse"] > 0
+    json.dumps(items)  # the manifest entries are JSON-able
