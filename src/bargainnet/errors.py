@@ -30,3 +30,34 @@ class OutputError(UserError):
     """An output that cannot be written or that would overwrite an input."""
 
     exit_code = EXIT_BAD_OUTPUT
+
+
+class MissingExtraError(UserError):
+    """An optional part of the package is not installed; the message names the pip command."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+#: Optional extras (pyproject.toml) and what each one gives.
+EXTRAS = {
+    "train": "training",
+    "onnx": "ONNX export and the onnxruntime backend",
+    "web": "the web app",
+    "bench": "the known-answer benchmark",
+}
+
+
+def require_extra(extra: str, *modules: str, purpose: str | None = None) -> None:
+    """Raise :class:`MissingExtraError` unless every module of ``modules`` imports.
+
+    One helper for every command that needs an optional extra, so all of them say the same
+    thing: ``<purpose> needs <module>: pip install "bargainnet[<extra>]"`` (no traceback).
+    """
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            what = purpose or EXTRAS.get(extra, extra)
+            raise MissingExtraError(f'{what} needs {module}: pip install "bargainnet[{extra}]"') from None

@@ -23,7 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..errors import InputError
+    from ..errors import InputError, require_extra
+
+    require_extra("onnx", "onnx", "onnxscript", *(() if args.no_check else ("onnxruntime",)), purpose="ONNX export")
     from ..inference import default_weights_path
     from ..inference.onnx import compare_with_torch, export_onnx
     from ..models.convert import load_weights

@@ -27,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import OutputError
     from ..models.convert import save_weights
+    from ..errors import require_extra
+
+    require_extra("train", "lightning", purpose="reading a training checkpoint")
     from ..training import checkpoint_in, trained_model
 
     ckpt = checkpoint_in(args.source)

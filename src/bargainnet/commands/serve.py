@@ -48,10 +48,9 @@ def run(args) -> int:
     if args.concurrency < 1:
         raise ServeError(f"--concurrency must be >= 1, got {args.concurrency}")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local app phones nobody
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise ServeError('the web app needs gradio: pip install "bargainnet[web]"') from None
+    from ..errors import require_extra
+
+    require_extra("web", "gradio")
 
     from ..inference import Harmonizer
     from ..web.app import WebApp, launch

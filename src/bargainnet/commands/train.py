@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = Path("runs") / (Path(args.config).stem if args.config else "train")
 
+    from ..errors import require_extra
+
+    require_extra("train", "lightning")
     from ..training import LAST, checkpoint_config, resolve_resume, train
 
     resume_path = resolve_resume(args.resume, out) if args.resume is not None else None

@@ -65,6 +65,9 @@ def export_onnx(
     Returns:
         The path written.
     """
+    from ..errors import require_extra
+
+    require_extra("onnx", "onnx", purpose="ONNX export")
     out = Path(path)
     if out.suffix.lower() != ".onnx":
         raise OutputError(f"{out}: the ONNX file name must end in .onnx")
@@ -120,6 +123,9 @@ class OnnxRunner:
     backend = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike, *, providers: list[str] | None = None, threads: int | None = None):
+        from ..errors import require_extra
+
+        require_extra("onnx", "onnxruntime", purpose="running an ONNX model")
         import onnxruntime as ort
 
         path = Path(path)
