@@ -14,10 +14,14 @@ How an image goes through (see :mod:`bargainnet.io` for the input rules):
 1. the composite is resized to the working size S×S (S = 256 for the paper's model; the
    model's config says which sizes it accepts) and the mask binarised there, as
    :mod:`bargainnet.inference.resolution` does for every caller;
-2. the network harmonizes at S×S (eval mode) and reports the inharmony level d(z_b, z̃_f) of the
-   composite and d(z_b, ẑ_f) of its output (paper §4.6; the bounded score is exp(−0.04212·d));
-3. with ``min_inharmony=T`` an image whose inharmony level is below T is returned unchanged
-   (paper supplement §7: leave harmonious images alone);
+2. the network harmonizes at S×S (eval mode);
+3. the inharmony level d(z_b, z̃_f) (paper §4.6; the bounded score is exp(−0.04212·d)) is
+   measured on one scale whatever S: the domain code extractor alone, on the composite resized to
+   256×256 (:data:`bargainnet.models.base.INHARMONY_SIZE`), before, and on the full-resolution
+   result resized the same way, after (the ONNX runner, which has no separate extractor, reports
+   the graph's own numbers at S×S); with ``min_inharmony=T`` an image whose inharmony level is
+   below T is returned unchanged (paper supplement §7: leave harmonious images alone), and with
+   ``keep_if_worse=True`` one whose inharmony rose is returned unchanged too;
 4. the colour change is lifted to full resolution (:mod:`bargainnet.inference.resolution`: a
    smooth local affine colour transform fitted inside the foreground; ``method="upsample"``
    upsamples the network output instead), and composited with the full-resolution mask, so
@@ -43,7 +47,7 @@ from PIL import Image
 
 from .. import io as bio
 from ..errors import InputError
-from ..models.base import check_size
+from ..models.base import INHARMONY_SIZE, check_size
 from . import lifting
 from .resolution import METHODS, Working, back_to_full_resolution, to_working_size, transform_applier
 
@@ -72,6 +76,7 @@ class Prepared:
     array_dtype: Any = None
     inputs: tuple = ()  # paths of the inputs (an output must never be one of them)
     background: np.ndarray | None = None  # paste mode: the background's float RGB (H, W, 3)
+    canonical: Working | None = None  # the composite and mask at INHARMONY_SIZE, for the score
 
     @property
     def composite_low(self) -> np.ndarray:
@@ -90,9 +95,11 @@ class HarmonizeResult:
         image: the harmonized image, same size and kind as the input (PIL image or array).
         composite: the composite that was harmonized, same kind (in paste mode: the pasted image).
         mask: bool (H, W), the binarised full-resolution mask (1 = the part that was harmonized).
-        before, after: inharmony of the composite and of the network output (at S×S); ``after``
-            is None when only the composite was scored.
+        before, after: inharmony of the composite and of the result, both at 256×256 (see the
+            module docstring); ``after`` is None when only the composite was scored.
         skipped: True when ``min_inharmony`` left the image untouched.
+        got_worse: True when the harmonization raised the inharmony (``after > before``); with
+            ``keep_if_worse`` the image is then the composite, and ``kept`` is True.
         target: "foreground" or "background".
     """
 
@@ -106,6 +113,8 @@ class HarmonizeResult:
     name: str = ""
     rgb8: np.ndarray | None = field(default=None, repr=False)
     alpha: np.ndarray | None = field(default=None, repr=False)
+    got_worse: bool = False
+    kept: bool = False
 
 
 @dataclass
@@ -192,12 +201,16 @@ class TorchRunner:
         return (*(o.float().cpu() for o in outs), _split_params(params, composite.shape[0]))
 
     def inharmony(self, composite, mask):
-        """Inharmony distance (B,) of composites (B,3,S,S) with masks (B,1,S,S)."""
+        """Inharmony distance d(z_b, z̃_f) (B,) of composites (B,3,s,s) in [-1, 1] with masks
+        (B,1,s,s): the domain code extractor only, so any s >= 64 works whatever the generator's
+        size rule (the Harmonizer passes s = INHARMONY_SIZE)."""
         import torch
 
         with torch.inference_mode():
-            distance, _ = self.model.inharmony(composite.to(self.device), mask.to(self.device))
-        return distance.float().cpu()
+            c, m = composite.to(self.device), mask.to(self.device)
+            z_b = self.model.domain_code(c, 1 - m)
+            z_f = self.model.domain_code(c, m)
+        return (z_b - z_f).norm(dim=1).float().cpu()
 
     def background(self, composite, mask):
         """Background harmonization (B,3,S,S) and its before/after inharmony."""
@@ -233,6 +246,8 @@ class Harmonizer:
             fitted to the network's change) or "upsample" (the network output upsampled).
         min_inharmony: default threshold T on the inharmony distance; below it, images are left
             untouched. None = always harmonize.
+        keep_if_worse: return the composite unchanged when harmonizing raised its inharmony
+            (the result says ``got_worse`` and ``kept``).
         threshold: mask binarisation threshold (see :mod:`bargainnet.io`).
         max_pixels: pixel limit per input image (decompression-bomb guard).
         radius, eps: lifting parameters (:func:`bargainnet.inference.lifting.fit_local_affine`).
@@ -248,6 +263,7 @@ class Harmonizer:
         batch_size: int = 4,
         method: str = "auto",
         min_inharmony: float | None = None,
+        keep_if_worse: bool = False,
         threshold: float = bio.MASK_THRESHOLD,
         max_pixels: int | None = None,
         radius: int = lifting.DEFAULT_RADIUS,
@@ -274,6 +290,7 @@ class Harmonizer:
         self.batch_size = int(batch_size)
         self.method = method
         self.min_inharmony = min_inharmony
+        self.keep_if_worse = bool(keep_if_worse)
         self.threshold = threshold
         self.max_pixels = max_pixels
         self.radius = radius
@@ -341,6 +358,39 @@ class Harmonizer:
     def _working(self, image: bio.ImageData, mask: np.ndarray) -> Working:
         return to_working_size(image.rgb, mask, self.size, rgb8=image.rgb8, name=image.name)
 
+    @property
+    def scores_canonically(self) -> bool:
+        """Whether inharmony is measured at INHARMONY_SIZE (the runner has a separate extractor);
+        False for the ONNX runner, whose numbers come from the graph at the working size."""
+        return hasattr(self.runner, "inharmony")
+
+    def _canonical(self, rgb, mask, rgb8, name) -> Working | None:
+        if not self.scores_canonically:
+            return None
+        return to_working_size(rgb, mask, INHARMONY_SIZE, rgb8=rgb8, name=name, require_both=False)
+
+    def canonical_inharmony(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
+        """Inharmony distances (B,) of images (INHARMONY_SIZE², 3) in [0, 1] with bool masks: one
+        extractor call on the one scale every score uses."""
+        import torch
+
+        comp = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() * 2 - 1
+        mask = torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
+        return self.runner.inharmony(comp.contiguous(), mask).numpy().astype(float)
+
+    def _canonical_before(self, items: Sequence[Prepared], fallback) -> np.ndarray:
+        if not self.scores_canonically:
+            return np.asarray(fallback, float)
+        return self.canonical_inharmony([p.canonical.composite for p in items], [p.canonical.mask for p in items])
+
+    def _canonical_after(self, item: Prepared, rgb8, rgb) -> float:
+        """The result's inharmony: the full-resolution output resized like the composite was."""
+        out = to_working_size(
+            rgb8.astype(np.float32) / 255 if rgb is None else rgb, item.mask, INHARMONY_SIZE,
+            rgb8=rgb8, name=item.name, require_both=False,
+        )
+        return float(self.canonical_inharmony([out.composite], [item.canonical.mask])[0])
+
     def prepare(self, composite, mask, *, resize_mask: bool = False) -> Prepared:
         """Load and check one (composite, mask) pair; raises :class:`InputError` on bad input."""
         image = bio.load_image(composite, max_pixels=self.max_pixels)
@@ -355,6 +405,7 @@ class Harmonizer:
         return Prepared(
             name=image.name, image=image, mask=binary, guide=image.rgb, blend=None,
             working=working, kind=kind, array_dtype=getattr(composite, "dtype", None), inputs=inputs,
+            canonical=self._canonical(image.rgb, binary, image.rgb8, image.name),
         )
 
     def prepare_paste(
@@ -416,7 +467,7 @@ class Harmonizer:
         return Prepared(
             name=image.name, image=image, mask=binary, guide=layer, blend=canvas_alpha,
             working=working, kind=kind, array_dtype=getattr(background, "dtype", None), inputs=inputs,
-            background=bg.rgb,
+            background=bg.rgb, canonical=self._canonical(image.rgb, binary, image.rgb8, image.name),
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -451,25 +502,35 @@ class Harmonizer:
         target: str = "foreground",
         min_inharmony: float | None = None,
         params: dict | None = None,
+        keep_if_worse: bool | None = None,
     ) -> HarmonizeResult:
         """Bring one network output (or its predicted transform ``params``) to full resolution and
-        build the result."""
+        build the result. ``before``/``after``: the item's inharmony (``before`` on the canonical
+        scale when the runner has one; ``after`` is then re-measured on the result)."""
         threshold = self.min_inharmony if min_inharmony is None else min_inharmony
+        keep = self.keep_if_worse if keep_if_worse is None else keep_if_worse
         image = item.image
         region = item.mask if target == "foreground" else ~item.mask
         skipped = threshold is not None and before < threshold
         composite_rgb8 = image.rgb8
+        got_worse = kept = False
         if skipped:
             out_rgb8, out_rgb = composite_rgb8, image.rgb
             after = before  # the returned image is the composite
         else:
             out_rgb8, out_rgb = self._full_resolution(item, output_low, target, region, params)
+            if item.canonical is not None:
+                after = self._canonical_after(item, out_rgb8, out_rgb)
+            got_worse = after > before
+            if got_worse and keep:
+                out_rgb8, out_rgb, kept = composite_rgb8, image.rgb, True
         result_image = self._as_output(item, out_rgb8, out_rgb)
         composite_image = self._as_output(item, composite_rgb8, image.rgb)
         return HarmonizeResult(
             image=result_image, composite=composite_image, mask=item.mask,
             before=Inharmony(before, _score(before)), after=Inharmony(after, _score(after)),
             skipped=skipped, target=target, name=item.name, rgb8=out_rgb8, alpha=image.alpha,
+            got_worse=got_worse, kept=kept,
         )
 
     def _full_resolution(self, item: Prepared, output_low: np.ndarray, target: str, region: np.ndarray, params=None):
@@ -516,16 +577,19 @@ class Harmonizer:
         return Image.fromarray(np.ascontiguousarray(rgb8))
 
     def process(
-        self, items: Sequence[Prepared], *, target: str = "foreground", min_inharmony: float | None = None
+        self, items: Sequence[Prepared], *, target: str = "foreground", min_inharmony: float | None = None,
+        keep_if_worse: bool | None = None,
     ) -> list[HarmonizeResult]:
         """Run prepared items through the network in batches of ``batch_size`` and lift them."""
         results: list[HarmonizeResult] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
             outs, before, after, params = self.run_network(chunk, target=target)
+            before = self._canonical_before(chunk, before)
             for item, out, b, a, p in zip(chunk, outs, before, after, params):
                 results.append(
-                    self.finish(item, out, float(b), float(a), target=target, min_inharmony=min_inharmony, params=p)
+                    self.finish(item, out, float(b), float(a), target=target, min_inharmony=min_inharmony, params=p,
+                                keep_if_worse=keep_if_worse)
                 )
         return results
 
@@ -539,6 +603,7 @@ class Harmonizer:
         target: str = "foreground",
         resize_mask: bool = False,
         min_inharmony: float | None = None,
+        keep_if_worse: bool | None = None,
     ) -> Iterator[BatchOutcome]:
         """Harmonize (composite, mask) pairs, ``batch_size`` per network call, and yield one
         :class:`BatchOutcome` per pair, in order; a bad item becomes an outcome with its error and
@@ -546,18 +611,18 @@ class Harmonizer:
         :attr:`bargainnet.io.ImagePair.missing` when the pairs come from :mod:`bargainnet.io`).
 
         ``output``: "image" (full :class:`HarmonizeResult`), "scores" (the network runs, ``before``
-        and ``after`` are set, nothing is lifted: ``image`` is None) or "inharmony" (only the
-        composite is scored, one image per call: ``after`` is None).
+        and ``after`` are set, the same numbers as "image" gives: ``image`` is None) or "inharmony" (only the composite
+        is scored: ``after`` is None).
         """
         if output not in self.OUTPUTS:
             raise InputError(f"output must be one of {self.OUTPUTS}, got {output!r}")
-        step = 1 if output == "inharmony" else self.batch_size
+        step = self.batch_size
         pairs = list(pairs)
         for start in range(0, len(pairs), step):
             yield from self._run_chunk(pairs, range(start, min(start + step, len(pairs))), output, target,
-                                       resize_mask, min_inharmony)
+                                       resize_mask, min_inharmony, keep_if_worse)
 
-    def _run_chunk(self, pairs, indices, output, target, resize_mask, min_inharmony) -> list[BatchOutcome]:
+    def _run_chunk(self, pairs, indices, output, target, resize_mask, min_inharmony, keep_if_worse=None) -> list[BatchOutcome]:
         """The outcomes of ``pairs[indices]`` (one network call), in input order."""
         outcomes: list[BatchOutcome] = []
         prepared: list[tuple[BatchOutcome, Prepared]] = []
@@ -578,20 +643,26 @@ class Harmonizer:
         items = [item for _, item in prepared]
         try:
             if output == "inharmony":
-                distances = [self._inharmony(items)]
+                distances = self._inharmony(items)
             else:
                 outs, befores, afters, params = self.run_network(items, target=target)
+                befores = self._canonical_before(items, befores)
         except Exception as err:  # noqa: BLE001
             for outcome, _ in prepared:
                 outcome.error = err
             return outcomes
         for k, (outcome, item) in enumerate(prepared):
             try:
-                if output == "image":
-                    outcome.result = self.finish(
+                if output == "image" or (output == "scores" and self.scores_canonically):
+                    # "scores" on the canonical scale measure the full-resolution result, as
+                    # harmonize reports it, then drop the pixels.
+                    result = self.finish(
                         item, outs[k], float(befores[k]), float(afters[k]), target=target,
-                        min_inharmony=min_inharmony, params=params[k],
+                        min_inharmony=min_inharmony, params=params[k], keep_if_worse=keep_if_worse,
                     )
+                    if output == "scores":
+                        result.image = result.composite = result.rgb8 = result.alpha = None
+                    outcome.result = result
                     continue
                 before = float(distances[k]) if output == "inharmony" else float(befores[k])
                 after = None if output == "inharmony" else float(afters[k])
@@ -603,16 +674,22 @@ class Harmonizer:
                 outcome.error = err
         return outcomes
 
-    def _inharmony(self, items: Sequence[Prepared]) -> float:
-        """Inharmony distance of one prepared item (the domain code extractor only when the runner can)."""
-        if hasattr(self.runner, "inharmony"):
-            return float(self.runner.inharmony(*self._tensors(items))[0])
-        return float(self.run_network(items)[1][0])
+    def _inharmony(self, items: Sequence[Prepared]) -> np.ndarray:
+        """Inharmony distances (B,) of prepared items: the extractor at INHARMONY_SIZE when the
+        runner has one, else the full graph at the working size (ONNX)."""
+        if self.scores_canonically:
+            return self._canonical_before(items, None)
+        return self.run_network(items)[1]
 
     # -- public API ------------------------------------------------------------------------
-    def harmonize(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None) -> HarmonizeResult:
-        """Harmonize one composite's foreground; returns the full :class:`HarmonizeResult`."""
-        return self.process([self.prepare(composite, mask, resize_mask=resize_mask)], min_inharmony=min_inharmony)[0]
+    def harmonize(
+        self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None,
+        keep_if_worse: bool | None = None,
+    ) -> HarmonizeResult:
+        """Harmonize one composite's foreground; returns the full :class:`HarmonizeResult`
+        (``keep_if_worse``: return the composite unchanged when the inharmony rose)."""
+        item = self.prepare(composite, mask, resize_mask=resize_mask)
+        return self.process([item], min_inharmony=min_inharmony, keep_if_worse=keep_if_worse)[0]
 
     def __call__(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None):
         """Harmonize ``composite`` (path, PIL image or array) given its ``mask``; returns an image
@@ -620,18 +697,20 @@ class Harmonizer:
         return self.harmonize(composite, mask, resize_mask=resize_mask, min_inharmony=min_inharmony).image
 
     def harmonize_many(
-        self, pairs: Iterable[tuple[Any, Any]], *, resize_mask: bool = False, min_inharmony: float | None = None
+        self, pairs: Iterable[tuple[Any, Any]], *, resize_mask: bool = False, min_inharmony: float | None = None,
+        keep_if_worse: bool | None = None,
     ) -> list[HarmonizeResult]:
         """Harmonize (composite, mask) pairs, ``batch_size`` images per network call."""
         items = [self.prepare(c, m, resize_mask=resize_mask) for c, m in pairs]
-        return self.process(items, min_inharmony=min_inharmony)
+        return self.process(items, min_inharmony=min_inharmony, keep_if_worse=keep_if_worse)
 
     def paste(
         self, foreground, background, position: tuple[int, int] | None = None, scale: float = 1.0,
-        *, min_inharmony: float | None = None,
+        *, min_inharmony: float | None = None, keep_if_worse: bool | None = None,
     ) -> HarmonizeResult:
         """Paste a cut-out with alpha on a background and harmonize it (see :meth:`prepare_paste`)."""
-        return self.process([self.prepare_paste(foreground, background, position, scale)], min_inharmony=min_inharmony)[0]
+        item = self.prepare_paste(foreground, background, position, scale)
+        return self.process([item], min_inharmony=min_inharmony, keep_if_worse=keep_if_worse)[0]
 
     def harmonize_background(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None):
         """Background harmonization (paper §4.6): the background is translated to the foreground's
@@ -640,7 +719,7 @@ class Harmonizer:
         return self.process([item], target="background", min_inharmony=min_inharmony)[0].image
 
     def score(self, composite, mask, *, resize_mask: bool = False) -> Inharmony:
-        """Inharmony of a composite at the working size: distance d(z_b, z̃_f) and its score."""
-        distance = self._inharmony([self.prepare(composite, mask, resize_mask=resize_mask)])
+        """Inharmony of a composite: distance d(z_b, z̃_f) at 256×256 whatever the working size, and its score."""
+        distance = float(self._inharmony([self.prepare(composite, mask, resize_mask=resize_mask)])[0])
         return Inharmony(distance, _score(distance))
 

@@ -27,6 +27,12 @@ from typing import ClassVar
 
 from ..errors import InputError
 
+#: The one size the inharmony distance is measured at, whatever the model's working size: the
+#: composite and mask are resized from full resolution to INHARMONY_SIZE x INHARMONY_SIZE and
+#: only the domain code extractor runs there, so distances (``score``, ``--min-inharmony``, the
+#: before/after numbers) are comparable across models and ``--size``.
+INHARMONY_SIZE = 256
+
 #: Smallest working size of every family: the domain code extractor's five valid stride-2
 #: convolutions need 63 px (see :mod:`bargainnet.models.domain_encoder`).
 MIN_WORKING_SIZE = 64
