@@ -8,6 +8,19 @@ from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_PARTIAL
 
+#: One help text for --size wherever a model runs (harmonize, score, serve, export-onnx).
+SIZE_HELP = (
+    "working resolution S: the network runs at SxS (default: the model's own, 128 for the default model, "
+    "256 for the paper's; S must be a multiple of the model's 2^levels, e.g. of 128 for the default model). "
+    "The inharmony score does not depend on it (always measured at 256x256)"
+)
+
+
+def failure_line(path, message: str) -> str:
+    """``path: message``, naming the path once (most messages already start with it)."""
+    text = str(message)
+    return text if str(path) in text else f"{path}: {text}"
+
 
 def report_failures(failed: list[tuple[Path, str]], total: int) -> int:
     """Folder modes' ending: list the failed items on stderr; EXIT_PARTIAL when any failed, else EXIT_OK."""
@@ -15,8 +28,44 @@ def report_failures(failed: list[tuple[Path, str]], total: int) -> int:
         return EXIT_OK
     print(f"{len(failed)} of {total} failed:", file=sys.stderr)
     for path, message in failed:
-        print(f"  {path}: {message}", file=sys.stderr)
+        print(f"  {failure_line(path, message)}", file=sys.stderr)
     return EXIT_PARTIAL
+
+
+class OutputFolder:
+    """An output folder checked before any work and created, with a note, only when the first
+    file goes in: a run that fails on its input leaves nothing behind."""
+
+    def __init__(self, folder, what: str = "the output folder"):
+        import os
+
+        from ..errors import OutputError
+
+        self.folder, self.what = Path(folder), what
+        self.ready = self.folder.is_dir()
+        if self.ready:
+            if not os.access(self.folder, os.W_OK):
+                raise OutputError(f"{what} {self.folder} is not writable")
+            return
+        # The nearest existing ancestor must be a writable folder.
+        parent = self.folder
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            where = "a file of that name exists" if parent == self.folder else f"{parent} is a file"
+            raise OutputError(f"cannot create {what} {self.folder}: {where}")
+        if not os.access(parent, os.W_OK):
+            raise OutputError(f"cannot create {what} {self.folder}: {parent} is not writable")
+
+    def ensure(self) -> Path:
+        """Create the folder (and say so) if it does not exist yet."""
+        from ..io import make_folder
+
+        if not self.ready:
+            make_folder(self.folder, self.what, writable=True)
+            print(f"created {self.what} {self.folder}", file=sys.stderr)
+            self.ready = True
+        return self.folder
 
 
 def comma_pair(convert, expected: str):

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 
+from .common import SIZE_HELP
+
 HELP = "export a model to ONNX (dynamic batch) for onnxruntime inference"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output .onnx file")
     parser.add_argument("--weights", help="bargainnet .safetensors weights (default: the installed default model)")
-    parser.add_argument("--size", type=int, help="working resolution S (default: the model's, 256 for the paper's)")
+    parser.add_argument("--size", type=int, help=SIZE_HELP)
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime vs PyTorch comparison")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_USAGE, OutputError, UserError
 from ..inference.figures import harmonize_figure, thumbnail
-from .common import comma_pair, report_failures
+from .common import SIZE_HELP, OutputFolder, comma_pair, report_failures
 
 HELP = "harmonize composites at full resolution (one image, a pasted cut-out, or a folder)"
 
@@ -60,7 +60,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--backend", choices=("pytorch", "onnxruntime"), default="pytorch")
     model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     model.add_argument("--batch-size", type=int, default=4, help="images per network call in folder mode (default 4)")
-    model.add_argument("--size", type=int, help="working resolution (default: the model's, 256 for the paper's)")
+    model.add_argument("--size", type=int, help=SIZE_HELP)
     model.add_argument("--method", choices=("auto", "transform", "lift", "upsample"), default="auto",
                        help="how the result reaches full resolution: transform = apply the model's predicted colour "
                             "transform to every pixel; lift = carry the network's colour change over with a fitted "
@@ -69,11 +69,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--harmonize-background", action="store_true",
                        help="translate the background to the foreground's domain instead (paper §4.6)")
     model.add_argument("--min-inharmony", type=float, metavar="T",
-                       help="leave images whose inharmony distance is below T untouched (and say so)")
+                       help="leave images whose inharmony distance is below T untouched (and say so); the "
+                       "distance is measured at 256x256 whatever --size or model, so T means the same everywhere")
+    model.add_argument("--keep-if-worse", action="store_true",
+                       help="when harmonizing raised an image's inharmony, write the input unchanged instead "
+                       "(and say so); without it such results are written and flagged")
     model.add_argument("--resize-mask", action="store_true", help="resize a mask whose size differs from the composite")
     model.add_argument("--mask-threshold", type=float, default=0.5,
                        help="foreground where mask >= this fraction of full scale (default 0.5: >= 128 in 8 bits)")
     model.add_argument("--max-pixels", type=int, help="refuse images with more pixels (default 100,000,000)")
+    parser.add_argument("--quality", type=int, default=95, metavar="Q",
+                        help="JPEG/WebP quality 1-100 for lossy outputs (default 95; WebP 100 = lossless). "
+                        "Background pixels are bit-identical only in lossless outputs (.png .tif .bmp)")
     parser.add_argument("--figure", type=Path, metavar="PNG", help="also write a composite | harmonized | mask figure")
 
 
@@ -106,10 +113,15 @@ def _describe(result) -> str:
     b, a = result.before, result.after
     if result.skipped:
         return f"inharmony {b.distance:.4g} (score {b.score:.3f}): below --min-inharmony, left untouched"
-    return f"inharmony {b.distance:.4g} -> {a.distance:.4g} (score {b.score:.3f} -> {a.score:.3f})"
+    text = f"inharmony {b.distance:.4g} -> {a.distance:.4g} (score {b.score:.3f} -> {a.score:.3f})"
+    if result.kept:
+        return text + "; WORSE, so the input was kept unchanged (--keep-if-worse)"
+    if result.got_worse:
+        return text + "; WORSE: harmonizing raised the inharmony (--keep-if-worse keeps the input instead)"
+    return text
 
 
-def _save(result, path: Path, inputs) -> Path:
+def _save(result, path: Path, inputs, quality: int = 95) -> Path:
     from ..io import save_image
 
     rgb8 = result.rgb8
@@ -117,10 +129,10 @@ def _save(result, path: Path, inputs) -> Path:
         import numpy as np
 
         rgb8 = np.asarray(result.image.convert("RGB"))
-    return save_image(path, rgb8, result.alpha, inputs=inputs)
+    return save_image(path, rgb8, result.alpha, inputs=inputs, quality=quality)
 
 
-def _check_figure(path: Path | None, inputs) -> None:
+def _check_figure(path: Path | None, inputs) -> OutputFolder | None:
     if path is None:
         return
     from ..io import check_output_path
@@ -128,6 +140,7 @@ def _check_figure(path: Path | None, inputs) -> None:
     if path.suffix.lower() != ".png":
         raise OutputError(f"{path}: the figure is written as PNG; give a .png path")
     check_output_path(path, inputs)
+    return OutputFolder(path.parent, "the figure folder")
 
 
 def run(args) -> int:
@@ -138,6 +151,8 @@ def run(args) -> int:
         raise UsageError(f"--mask-threshold must be in (0, 1], got {args.mask_threshold}")
     if args.max_pixels is not None and args.max_pixels < 1:
         raise UsageError(f"--max-pixels must be positive, got {args.max_pixels}")
+    if not 1 <= args.quality <= 100:
+        raise UsageError(f"--quality must be in 1..100, got {args.quality}")
 
     from ..io import check_output_path
 
@@ -149,10 +164,10 @@ def run(args) -> int:
         inputs = ()
     if mode != "folder":
         check_output_path(args.output, inputs)
-        _prepare_folder(Path(args.output).parent)
-    _check_figure(args.figure, inputs)
+        out_folder = OutputFolder(Path(args.output).parent)
+    figure_folder = _check_figure(args.figure, inputs)
     if mode == "folder":
-        return _run_folder(args)
+        return _run_folder(args, figure_folder)
 
     harmonizer = _harmonizer(args)
     target = "background" if args.harmonize_background else "foreground"
@@ -160,19 +175,16 @@ def run(args) -> int:
         item = harmonizer.prepare(args.composite, args.mask, resize_mask=args.resize_mask)
     else:
         item = harmonizer.prepare_paste(args.foreground, args.background, args.position, args.scale)
-    result = harmonizer.process([item], target=target, min_inharmony=args.min_inharmony)[0]
-    written = _save(result, Path(args.output), inputs)
+    result = harmonizer.process([item], target=target, min_inharmony=args.min_inharmony,
+                                keep_if_worse=args.keep_if_worse)[0]
+    out_folder.ensure()
+    written = _save(result, Path(args.output), inputs, args.quality)
     print(f"{item.name}: {_describe(result)}; wrote {written}")
     if args.figure is not None:
+        figure_folder.ensure()
         print(f"figure: {harmonize_figure([thumbnail(result)], args.figure)}")
     return EXIT_OK
 
-
-def _prepare_folder(folder: Path) -> None:
-    """Create the output folder now, so an unwritable place fails before any work."""
-    from ..io import make_folder
-
-    make_folder(folder, "the output folder", writable=True)
 
 
 def _harmonizer(args):
@@ -184,7 +196,7 @@ def _harmonizer(args):
     )
 
 
-def _run_folder(args) -> int:
+def _run_folder(args, figure_folder: OutputFolder | None) -> int:
     from tqdm import tqdm
 
     from ..io import pair_folder
@@ -193,22 +205,29 @@ def _run_folder(args) -> int:
     pairs = pair_folder(input_dir)
     if output_dir.resolve() == input_dir.resolve():
         raise OutputError(f"{output_dir}: the output folder is the input folder; results would overwrite the inputs")
-    _prepare_folder(output_dir)
+    out_folder = OutputFolder(output_dir)
     harmonizer = _harmonizer(args)
     target = "background" if args.harmonize_background else "foreground"
     failed: list[tuple[Path, str]] = []
     done, skipped, thumbnails = 0, 0, []
     progress = tqdm(total=len(pairs), desc="harmonize", unit="img", file=sys.stderr)
-    outcomes = harmonizer.iter_batch(pairs, target=target, resize_mask=args.resize_mask, min_inharmony=args.min_inharmony)
+    worse: list[str] = []
+    kept = 0
+    outcomes = harmonizer.iter_batch(pairs, target=target, resize_mask=args.resize_mask, min_inharmony=args.min_inharmony,
+                                     keep_if_worse=args.keep_if_worse)
     for outcome in outcomes:
         composite, result = outcome.composite, outcome.result
         try:
             if not outcome.ok:
                 raise outcome.error
-            _save(result, output_dir / composite.name, (composite, outcome.mask))
+            out_folder.ensure()
+            _save(result, output_dir / composite.name, (composite, outcome.mask), args.quality)
             done += 1
             skipped += result.skipped
-            if result.skipped:
+            kept += result.kept
+            if result.got_worse:
+                worse.append(composite.name)
+            if result.skipped or result.got_worse:
                 tqdm.write(f"{composite.name}: {_describe(result)}", file=sys.stderr)
             if args.figure is not None:
                 thumbnails.append(thumbnail(result))
@@ -217,8 +236,15 @@ def _run_folder(args) -> int:
             failed.append((composite, outcome.message))
         progress.update(1)
     progress.close()
-    note = f" ({skipped} left untouched: below --min-inharmony {args.min_inharmony:g})" if skipped else ""
+    notes = []
+    if skipped:
+        notes.append(f"{skipped} left untouched: below --min-inharmony {args.min_inharmony:g}")
+    if worse:
+        what = "input kept (--keep-if-worse)" if kept else "written anyway; --keep-if-worse keeps the input"
+        notes.append(f"{len(worse)} got worse, {what}: {', '.join(worse)}")
+    note = f" ({'; '.join(notes)})" if notes else ""
     print(f"harmonized {done} of {len(pairs)} images into {output_dir}{note}")
     if args.figure is not None and thumbnails:
+        figure_folder.ensure()
         print(f"figure: {harmonize_figure(thumbnails, args.figure)}")
     return report_failures(failed, len(pairs))

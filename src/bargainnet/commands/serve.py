@@ -20,6 +20,8 @@ import threading
 
 from ..errors import EXIT_OK, UserError
 
+from .common import SIZE_HELP
+
 HELP = "start the local web app (browser page + HTTP API) to harmonize images interactively"
 
 
@@ -35,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="weights (.safetensors, or .onnx); default: the installed default model")
     parser.add_argument("--backend", choices=("pytorch", "onnxruntime"), default="pytorch")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
-    parser.add_argument("--size", type=int, help="working resolution (default: the model's)")
+    parser.add_argument("--size", type=int, help=SIZE_HELP)
     parser.add_argument("--concurrency", type=int, default=2,
                         help="harmonizations run at once; more requests wait in the queue (default 2)")
     parser.add_argument("--max-pixels", type=int, help="refuse images with more pixels (default 100,000,000)")

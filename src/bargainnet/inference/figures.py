@@ -30,6 +30,13 @@ def thumbnail(result, max_side: int = 512):
     return small
 
 
+def _title(name) -> str:
+    """File names without folders; paste mode's "CUTOUT on BACKGROUND" keeps both names."""
+    if not name:
+        return ""
+    return " on ".join(Path(part).name for part in str(name).split(" on "))
+
+
 def harmonize_figure(results, path: Path, *, max_rows: int = 24) -> Path:
     """Write a PNG grid, one row per result: composite | harmonized | mask, with the inharmony
     distance and score before (composite) and after (network output) in the titles."""
@@ -45,8 +52,12 @@ def harmonize_figure(results, path: Path, *, max_rows: int = 24) -> Path:
     fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
     for ax_row, r in zip(axes, rows):
         b, a = r.before, r.after
-        name = Path(str(r.name)).name if r.name else ""
+        name = _title(r.name)
         after = "untouched (below --min-inharmony)" if r.skipped else f"harmonized: inharmony {a.distance:.3g} (score {a.score:.3f})"
+        if getattr(r, "kept", False):
+            after = f"kept unchanged: harmonizing gave {a.distance:.3g} (worse)"
+        elif getattr(r, "got_worse", False):
+            after += " WORSE"
         panels = (
             (r.composite, f"{name}\ncomposite: inharmony {b.distance:.3g} (score {b.score:.3f})"),
             (r.image, after if r.target == "foreground" else "background " + after),
