@@ -203,7 +203,7 @@ class WebApp:
             "name": name, "width": width, "height": height, "target": result.target,
             "before": {"distance": round(float(b.distance), 4), "score": round(float(b.score), 4)},
             "after": {"distance": round(float(a.distance), 4), "score": round(float(a.score), 4)},
-            "got_worse": bool(not result.skipped and a.distance > b.distance),
+            "got_worse": bool(result.got_worse),
             "skipped": bool(result.skipped), "seconds": round(time.perf_counter() - start, 3),
         }
         return Outcome(png, before, after, info)
