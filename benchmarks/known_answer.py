@@ -60,14 +60,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-# Every internal module this benchmark uses, in one place (the package is being reorganised;
-# the fallbacks keep the benchmark working on both layouts).
+# Every internal module this benchmark uses, in one place.
 from bargainnet.data import perturb  # transfer / retouch / illumination, apply_to_region, rejection_reason
 from bargainnet.data.sources import ellipse_mask, list_photos, load_photo, object_mask, shape_mask
 from bargainnet.data.synthesis import _split_photos, draw_composite
 from bargainnet.errors import InputError, UserError
 from bargainnet.io import atomic_save_pil, atomic_write_text
-
 from bargainnet.evaluation.baselines import BASELINES, harmonize_numpy
 from bargainnet.evaluation.metrics import image_metrics
 

@@ -1,5 +1,6 @@
 """Perturbations that turn a real photo into an inharmonious composite by changing its object
-only — the three families of the synthesizer, modelled on how iHarmony4 was made (DESIGN §2):
+only — the families of the synthesizer, the first three modelled on how iHarmony4 was made
+(docs/design.md §4):
 
 - ``transfer`` (like HCOCO / HFlickr): the object's colour statistics are moved to those of
   another photo's object or whole image, by Reinhard (Lab mean/std), per-channel histogram
@@ -155,7 +156,7 @@ def transfer(
 
     ``method`` one of ``reinhard``, ``histogram``, ``covariance`` (random when None); ``strength``
     uniform in ``strength_range`` (default [0, 1]) when None (0: unchanged). ``max_gain`` bounds how much the transfer may stretch the
-    object's variations (see :mod:`bargainnet.color_transfer`): without it a flat object matched
+    object's variations (see :mod:`bargainnet.evaluation.color_transfer`): without it a flat object matched
     to a colourful reference turns into colour speckle, which no real capture produces.
     """
     _validate(image, mask)
