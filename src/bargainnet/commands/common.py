@@ -57,14 +57,15 @@ class OutputFolder:
         if not os.access(parent, os.W_OK):
             raise OutputError(f"cannot create {what} {self.folder}: {parent} is not writable")
 
-    def ensure(self) -> Path:
-        """Create the folder (and say so) if it does not exist yet."""
+    def ensure(self, say=None) -> Path:
+        """Create the folder (and say so, through ``say`` when given: e.g. ``tqdm.write`` under a
+        progress bar) if it does not exist yet."""
         from ..io import make_folder
 
-        if not self.ready:
+        if not self.ready and not self.folder.is_dir():
             make_folder(self.folder, self.what, writable=True)
-            print(f"created {self.what} {self.folder}", file=sys.stderr)
-            self.ready = True
+            (say or (lambda text: print(text, file=sys.stderr)))(f"created {self.what} {self.folder}")
+        self.ready = True
         return self.folder
 
 

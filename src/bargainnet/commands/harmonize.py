@@ -220,7 +220,7 @@ def _run_folder(args, figure_folder: OutputFolder | None) -> int:
         try:
             if not outcome.ok:
                 raise outcome.error
-            out_folder.ensure()
+            out_folder.ensure(lambda text: tqdm.write(text, file=sys.stderr))
             _save(result, output_dir / composite.name, (composite, outcome.mask), args.quality)
             done += 1
             skipped += result.skipped
