@@ -15,7 +15,7 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
 	  echo "error: '$(PYTHON)' is missing or older than 3.10; run with PYTHON=/path/to/python3.10+" >&2; exit 1; }
 	@$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
-	  echo "error: '$(PYTHON) -m venv' failed: the venv module is missing (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	  echo "error: '$(PYTHON) -m venv $(VENV)' failed: most often the venv module is missing (Debian/Ubuntu: apt-get install python3-venv); run it by hand to see why" >&2; exit 1; }
 	@echo "created the virtual environment $(VENV)/ (the commands run from $(BIN)/)"
 
 # Stamps make the second run instant; editing pyproject.toml re-installs.
