@@ -1,12 +1,13 @@
-"""End-to-end CPU time and peak memory of ``Harmonizer`` (read, network, lifting, write), and
-PyTorch vs onnxruntime network latency at 256x256.
+"""End-to-end CPU time and peak memory of ``Harmonizer`` (read, network, back to full resolution,
+write) for several models in one run, and the network's latency at the working size.
 
-Each measurement runs in a fresh Python process so that its peak resident memory (ru_maxrss) is
-its own; the model is the paper's architecture (ngf 64, 8 levels, L = 16; random weights: speed
-does not depend on their values) unless ``--ngf`` or ``--weights`` says otherwise::
+Each measurement runs in a fresh Python process so that its peak resident memory is its own.
+Models are ``NAME=SPEC`` where SPEC is a weights file or ``paper`` (the paper's architecture,
+ngf 64, 8 levels, 256 px, random weights: speed does not depend on their values)::
 
-    python benchmarks/inference_speed.py                 # 256x256 and 4000x3000, both backends
-    python benchmarks/inference_speed.py --ngf 32        # the narrower default-model width
+    python benchmarks/inference_speed.py --model paper=paper \
+        --model old_default=old.safetensors --model default=src/bargainnet/weights/default.safetensors
+    python benchmarks/inference_speed.py --model default=... --backends pytorch,onnxruntime
 
 Inputs: a JPEG composite made from a photo (the largest of /usr/share/backgrounds/mate/nature or
 ``--photo``, else scikit-image's astronaut) resized to the case's size, with an ellipse mask.
@@ -64,16 +65,16 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _model(args):
+def _model(spec: str):
     import torch
 
-    from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
     from bargainnet.models.convert import load_weights
+    from bargainnet.models.registry import create_model
 
     torch.manual_seed(0)
-    if args.weights:
-        return load_weights(args.weights)
-    return BargainNet(BargainNetConfig(ngf=args.ngf)).eval()
+    if spec == "paper":
+        return create_model("bargainnet").eval()
+    return load_weights(spec)
 
 
 def child_end_to_end(args) -> dict:
@@ -85,7 +86,7 @@ def child_end_to_end(args) -> dict:
 
     torch.set_num_threads(args.threads)
     if args.backend == "pytorch":
-        harmonizer = Harmonizer(_model(args))
+        harmonizer = Harmonizer(_model(args.spec))
     else:  # exported once by the parent process
         from bargainnet.inference.onnx import OnnxRunner
 
@@ -97,9 +98,9 @@ def child_end_to_end(args) -> dict:
         t0 = time.perf_counter()
         item = harmonizer.prepare(comp, mask)
         t1 = time.perf_counter()
-        outs, before, after = harmonizer.run_network([item])
+        outs, before, after, params = harmonizer.run_network([item])
         t2 = time.perf_counter()
-        result = harmonizer.finish(item, outs[0], float(before[0]), float(after[0]))
+        result = harmonizer.finish(item, outs[0], float(before[0]), float(after[0]), params=params[0])
         t3 = time.perf_counter()
         save_image(Path(args.tmp) / f"out_{args.case}.jpg", result.rgb8, inputs=(comp, mask))
         t4 = time.perf_counter()
@@ -108,28 +109,29 @@ def child_end_to_end(args) -> dict:
             stages.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3))
     med = [statistics.median(s[k] for s in stages) for k in range(4)]
     return {"case": args.case, "backend": args.backend, "seconds": statistics.median(times),
-            "read": med[0], "network": med[1], "lift": med[2], "write": med[3],
+            "read": med[0], "network": med[1], "full_res": med[2], "write": med[3],
             "peak_mib": _peak_mib(), "model_mib": rss_model}
 
 
 def child_network(args) -> dict:
-    """Network-only latency at the working size, batch 1: PyTorch eval vs onnxruntime."""
+    """Network-only latency at the model's working size, batch 1 (harmonize + both inharmony codes)."""
     import torch
 
-    from bargainnet.inference.onnx import InferenceGraph, OnnxRunner
+    from bargainnet.inference.onnx import OnnxRunner
 
     torch.set_num_threads(args.threads)
-    c = torch.rand(1, 3, 256, 256) * 2 - 1
-    m = torch.zeros(1, 1, 256, 256)
-    m[:, :, 64:192, 64:160] = 1
+    model = _model(args.spec)
+    size = model.config.default_size
+    c = torch.rand(1, 3, size, size) * 2 - 1
+    m = torch.zeros(1, 1, size, size)
+    m[:, :, size // 4 : 3 * size // 4, size // 4 : 5 * size // 8] = 1
     if args.backend == "pytorch":
-        graph = InferenceGraph(_model(args)).eval()
 
         def call():
             with torch.inference_mode():
-                graph(c, m)
+                model.harmonize_with_inharmony(c, m)
     else:
-        runner = OnnxRunner(Path(args.tmp) / "model.onnx", threads=args.threads)
+        runner = OnnxRunner(Path(args.tmp) / f"{args.name}.onnx", threads=args.threads)
 
         def call():
             runner.run(c, m)
@@ -140,14 +142,12 @@ def child_network(args) -> dict:
         t0 = time.perf_counter()
         call()
         times.append(time.perf_counter() - t0)
-    return {"backend": args.backend, "ms": 1000 * statistics.median(times), "min_ms": 1000 * min(times),
-            "peak_mib": _peak_mib()}
+    return {"backend": args.backend, "size": size, "ms": 1000 * statistics.median(times),
+            "min_ms": 1000 * min(times), "peak_mib": _peak_mib()}
 
 
-def _spawn(extra: list[str], args) -> dict:
-    cmd = [sys.executable, __file__, "--threads", str(args.threads), "--ngf", str(args.ngf), "--tmp", args.tmp]
-    if args.weights:
-        cmd += ["--weights", args.weights]
+def _spawn(extra: list[str], args, name: str, spec: str) -> dict:
+    cmd = [sys.executable, __file__, "--threads", str(args.threads), "--tmp", args.tmp, "--name", name, "--spec", spec]
     out = subprocess.run(cmd + extra, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -155,12 +155,15 @@ def _spawn(extra: list[str], args) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photo", type=Path)
-    parser.add_argument("--ngf", type=int, default=64)
-    parser.add_argument("--weights")
+    parser.add_argument("--model", action="append", metavar="NAME=SPEC",
+                        help="a model to time: NAME=weights.safetensors or NAME=paper (repeatable)")
+    parser.add_argument("--backends", default="pytorch", help="pytorch and/or onnxruntime, comma-separated")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--net-repeats", type=int, default=20)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("e2e", "net"), help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="pytorch", help=argparse.SUPPRESS)
@@ -170,31 +173,39 @@ def main(argv=None) -> int:
         print(json.dumps(result))
         return 0
 
-    import onnxruntime
     import torch
 
+    models = [m.split("=", 1) for m in (args.model or ["paper=paper"])]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     with tempfile.TemporaryDirectory(prefix="bargainnet-bench-") as tmp:
         args.tmp = tmp
         make_inputs(Path(tmp), args.photo)
-        from bargainnet.inference.onnx import export_onnx
+        if "onnxruntime" in backends:
+            from bargainnet.inference.onnx import export_onnx
 
-        export_onnx(_model(args), Path(tmp) / "model.onnx")
+            for name, spec in models:
+                export_onnx(_model(spec), Path(tmp) / f"{name}.onnx")
         print(f"machine: {platform.machine()} {os.cpu_count()} CPUs ({args.threads} threads), "
-              f"Python {platform.python_version()}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
-        print(f"model: {'weights ' + args.weights if args.weights else f'BargainNet(ngf={args.ngf}) random init'}; "
-              f"load average at start {os.getloadavg()[0]:.2f} (other processes share these cores)\n")
-        print("| composite | backend | end to end (s) | read | network | lifting | write | peak RSS (MiB) | RSS after model load |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for case in CASES:
-            for backend in ("pytorch", "onnxruntime"):
-                r = _spawn(["--child", "e2e", "--case", case, "--backend", backend, "--repeats", str(args.repeats)], args)
-                print(f"| {case} | {backend} | {r['seconds']:.3f} | {r['read']:.3f} | {r['network']:.3f} | "
-                      f"{r['lift']:.3f} | {r['write']:.3f} | {r['peak_mib']:.0f} | {r['model_mib']:.0f} |", flush=True)
-        print("\n| network only, 256x256, batch 1 | median (ms) | min (ms) |")
-        print("|---|---|---|")
-        for backend in ("pytorch", "onnxruntime"):
-            r = _spawn(["--child", "net", "--backend", backend, "--repeats", str(args.net_repeats)], args)
-            print(f"| {backend} | {r['ms']:.1f} | {r['min_ms']:.1f} |", flush=True)
+              f"Python {platform.python_version()}, torch {torch.__version__}; "
+              f"load average at start {os.getloadavg()[0]:.2f} (other processes share these cores)")
+        print("models: " + ", ".join(f"{n} = {s}" for n, s in models) + "\n")
+        print("| model | composite | backend | end to end (s) | read | network | to full resolution | write "
+              "| peak RSS (MiB) | RSS after model load |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for name, spec in models:
+            for case in CASES:
+                for backend in backends:
+                    r = _spawn(["--child", "e2e", "--case", case, "--backend", backend, "--repeats", str(args.repeats)],
+                               args, name, spec)
+                    print(f"| {name} | {case} | {backend} | {r['seconds']:.3f} | {r['read']:.3f} | {r['network']:.3f} | "
+                          f"{r['full_res']:.3f} | {r['write']:.3f} | {r['peak_mib']:.0f} | {r['model_mib']:.0f} |",
+                          flush=True)
+        print("\n| network only (harmonize + inharmony), batch 1 | working size | backend | median (ms) | min (ms) |")
+        print("|---|---|---|---|---|")
+        for name, spec in models:
+            for backend in backends:
+                r = _spawn(["--child", "net", "--backend", backend, "--repeats", str(args.net_repeats)], args, name, spec)
+                print(f"| {name} | {r['size']} | {backend} | {r['ms']:.1f} | {r['min_ms']:.1f} |", flush=True)
         print(f"\nload average at end {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -145,3 +145,21 @@ def test_overrides_are_checked_within_the_files_family():
     assert load_config(path, ["model.grid=0"]).model.grid == 0
     with pytest.raises(InputError, match="model.ngf"):
         load_config(path, ["model.ngf=8"])
+
+
+def test_lattice_interpolation_equals_grid_sample():
+    # reference: torch's grid_sample (bilinear, border, align_corners=False) at the pixel centres
+    import torch.nn.functional as F
+
+    from bargainnet.models.color_transform import _interpolation_weights
+
+    torch.manual_seed(4)
+    lattice = torch.randn(2, 12, 5, 7, dtype=torch.float64)
+    h, w, window = 33, 20, (0.1, 0.3, 0.6, 0.5)
+    ys = (window[0] + (torch.arange(h, dtype=torch.float64) + 0.5) / h * window[2]) * 2 - 1
+    xs = (window[1] + (torch.arange(w, dtype=torch.float64) + 0.5) / w * window[3]) * 2 - 1
+    where = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).unsqueeze(0).expand(2, -1, -1, -1)
+    ref = F.grid_sample(lattice, where, mode="bilinear", padding_mode="border", align_corners=False)
+    wy = _interpolation_weights(h, 5, window[0], window[2], lattice)
+    wx = _interpolation_weights(w, 7, window[1], window[3], lattice)
+    assert torch.allclose(wy @ lattice @ wx.T, ref, atol=1e-12)

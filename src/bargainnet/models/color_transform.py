@@ -159,10 +159,27 @@ def _apply_curve(x: Tensor, offsets: Tensor) -> Tensor:
 
 def _apply_affine(x: Tensor, matrix: Tensor, bias: Tensor) -> Tensor:
     """y = (I + A) x + b for x (B, 3, H, W): A (B, 3, 3) and b (B, 3) global, or A (B, 3, 3, H, W)
-    and b (B, 3, H, W) per pixel."""
+    and b (B, 3, H, W) per pixel. Written as multiply-adds (a generic einsum over per-pixel
+    matrices is several times slower on a CPU)."""
     if matrix.dim() == 3:
-        return x + torch.einsum("bij,bjhw->bihw", matrix, x) + bias[:, :, None, None]
-    return x + torch.einsum("bijhw,bjhw->bihw", matrix, x) + bias
+        matrix, bias = matrix[..., None, None], bias[..., None, None]
+    x0, x1, x2 = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return x + matrix[:, :, 0] * x0 + matrix[:, :, 1] * x1 + matrix[:, :, 2] * x2 + bias
+
+
+def _interpolation_weights(n: int, cells: int, start: float, extent: float, like: Tensor) -> Tensor:
+    """(n, cells) bilinear weights of ``n`` pixel centres spanning [start, start + extent] of the
+    image (fractions) over a lattice of ``cells`` cell centres; border-clamped, i.e. what
+    ``grid_sample(align_corners=False, padding_mode="border")`` does along one axis."""
+    pos = (start + (torch.arange(n, device=like.device, dtype=like.dtype) + 0.5) / n * extent) * cells - 0.5
+    pos = pos.clamp(0, cells - 1)
+    lo = pos.floor().clamp(max=max(cells - 2, 0)).long()
+    frac = (pos - lo).unsqueeze(1)
+    w = torch.zeros(n, cells, device=like.device, dtype=like.dtype)
+    w.scatter_(1, lo.unsqueeze(1), 1 - frac)
+    if cells > 1:
+        w.scatter_add_(1, (lo + 1).unsqueeze(1), frac)
+    return w
 
 
 def apply_params(x: Tensor, params: dict[str, Tensor], grid_window: tuple[float, float, float, float] | None = None) -> Tensor:
@@ -180,11 +197,12 @@ def apply_params(x: Tensor, params: dict[str, Tensor], grid_window: tuple[float,
     if "grid" in params:
         b, _, h, w = x.shape
         top, left, hh, ww = grid_window or (0.0, 0.0, 1.0, 1.0)
-        # pixel centres in the full image's normalised coordinates [-1, 1]
-        ys = (top + (torch.arange(h, device=x.device, dtype=x.dtype) + 0.5) / h * hh) * 2 - 1
-        xs = (left + (torch.arange(w, device=x.device, dtype=x.dtype) + 0.5) / w * ww) * 2 - 1
-        where = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).unsqueeze(0).expand(b, -1, -1, -1)
-        local = F.grid_sample(params["grid"].to(x.dtype), where, mode="bilinear", padding_mode="border", align_corners=False)
+        lattice = params["grid"].to(x.dtype)
+        gh, gw = lattice.shape[-2:]
+        # bilinear interpolation of the lattice at the pixel centres, separably: Wy · lattice · Wxᵀ
+        wy = _interpolation_weights(h, gh, top, hh, x)
+        wx = _interpolation_weights(w, gw, left, ww, x)
+        local = wy @ lattice @ wx.T  # (B, 12, h, w)
         y = _apply_affine(y, local[:, :9].view(b, 3, 3, h, w), local[:, 9:])
     return y.clamp(0, 1)
 
