@@ -8,7 +8,7 @@ import torch
 from bargainnet.models.color_transform import ColorTransformConfig, ColorTransformNet, apply_params
 from bargainnet.models.convert import load_weights, save_weights
 
-TINY = dict(width=8, depth=4, code_dim=8, encoder_width=8, grid=4, curve_knots=5, image_size=64)
+TINY = dict(color_stats=True, width=8, depth=4, code_dim=8, encoder_width=8, grid=4, curve_knots=5, image_size=64)
 
 
 def _inputs(b=2, size=64):

@@ -51,6 +51,9 @@ class ColorTransformConfig(ModelConfig):
     grid: int = 8
     curve_knots: int = 8
     image_size: int | None = 256  # default working size (the view the parameters are predicted from)
+    # the global head also reads the foreground's and background's colour statistics (mean, std per
+    # channel), the numbers classical colour transfer works from
+    color_stats: bool = False
 
     architecture: ClassVar[str] = "color_transform"
 
@@ -83,6 +86,16 @@ def _masked_mean(x: Tensor, weight: Tensor) -> Tensor:
     return (x * weight).sum((2, 3)) / weight.sum((2, 3)).clamp(min=1e-6)
 
 
+def _color_stats(image: Tensor, mask: Tensor) -> Tensor:
+    """(B, 12): per-channel mean and standard deviation of the foreground, then of the background."""
+    out = []
+    for w in (mask, 1 - mask):
+        mean = _masked_mean(image, w)
+        var = _masked_mean((image - mean[:, :, None, None]) ** 2, w)
+        out += [mean, (var + 1e-6).sqrt()]
+    return torch.cat(out, 1)
+
+
 class TransformPredictor(nn.Module):
     """The generator of this family: (Ĩ, M, z_b) at the working size -> transform parameters.
 
@@ -105,8 +118,9 @@ class TransformPredictor(nn.Module):
         feat = chans[-1]
         hidden = max(64, feat)
         n_global = 12 + 3 * c.curve_knots
+        n_stats = 12 if c.color_stats else 0
         self.global_head = nn.Sequential(
-            nn.Linear(2 * feat + c.code_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, n_global)
+            nn.Linear(2 * feat + c.code_dim + n_stats, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, n_global)
         )
         self.local_head = None
         if c.grid > 0:
@@ -131,7 +145,10 @@ class TransformPredictor(nn.Module):
         last = feats[-1]
         m = F.interpolate(mask, size=last.shape[-2:], mode="area")
         pooled_f, pooled_b = _masked_mean(last, m), _masked_mean(last, 1 - m)
-        g = self.global_head(torch.cat([pooled_f, pooled_b, code], 1))
+        inputs = [pooled_f, pooled_b, code]
+        if c.color_stats:
+            inputs.append(_color_stats(composite, mask))
+        g = self.global_head(torch.cat(inputs, 1))
         params = {"affine": g[:, :12].view(b, 3, 4)}
         if c.curve_knots:
             params["curve"] = g[:, 12:].view(b, 3, c.curve_knots)
