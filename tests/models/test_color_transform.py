@@ -98,7 +98,7 @@ def test_config_file_of_another_family_replaces_the_base_model_section():
 
 def test_bad_sizes_are_named():
     model = ColorTransformNet(**TINY)
-    with pytest.raises(ValueError, match="multiple of 16"):
+    with pytest.raises(ValueError, match="multiples of 16"):
         model(torch.zeros(1, 3, 72, 72), torch.zeros(1, 1, 72, 72))
 
 

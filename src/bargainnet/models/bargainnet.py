@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .base import ModelConfig
+from .base import ModelConfig, check_model_inputs
 from .domain_encoder import DomainEncoder
 from .generator import AttentionUNet
 
@@ -100,25 +100,7 @@ class BargainNet(nn.Module):
     # -- checks ---------------------------------------------------------------------------
     def check_inputs(self, image: Tensor, mask: Tensor, name: str = "composite") -> None:
         """Raise ValueError naming the shapes when ``image``/``mask`` cannot go through the model."""
-        if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(image.shape)}")
-        if mask.dim() != 4 or mask.shape[1] != 1:
-            raise ValueError(f"mask must have shape (B, 1, H, W) (one channel), got {tuple(mask.shape)}")
-        if mask.shape[0] != image.shape[0] or mask.shape[-2:] != image.shape[-2:]:
-            raise ValueError(f"mask {tuple(mask.shape)} does not match {name} {tuple(image.shape)}")
-        h, w = image.shape[-2:]
-        m = self.config.size_multiple
-        if self.config.size_problem(h, w):
-            raise ValueError(
-                f"{name} size {h}x{w} cannot go through this model: height and width must be "
-                f"multiples of {m} (2**num_downs) and at least {max(m, self.config.min_size)}; resize first"
-            )
-        lo, hi = float(mask.min()), float(mask.max())
-        if lo < 0 or hi > 1:
-            raise ValueError(f"mask values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]")
-        lo, hi = float(image.min()), float(image.max())
-        if lo < -1 - 1e-3 or hi > 1 + 1e-3:
-            raise ValueError(f"{name} values must lie in [-1, 1], got [{lo:.3g}, {hi:.3g}]")
+        check_model_inputs(self.config, image, mask, name)
 
     # -- building blocks ------------------------------------------------------------------
     def domain_code(self, image: Tensor, region_mask: Tensor) -> Tensor:

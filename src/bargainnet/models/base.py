@@ -96,3 +96,28 @@ def check_size(config, size: int | None = None, *, what: str = "working size") -
     if problem:
         raise InputError(f"{what} {size} {problem}")
     return size
+
+
+def check_model_inputs(config, image, mask, name: str = "composite") -> None:
+    """Raise ValueError naming the shapes/values when ``image`` (B, 3, H, W) in [-1, 1] and ``mask``
+    (B, 1, H, W) in [0, 1] cannot go through a model with this ``config`` (every family's
+    ``check_inputs``)."""
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(image.shape)}")
+    if mask.dim() != 4 or mask.shape[1] != 1:
+        raise ValueError(f"mask must have shape (B, 1, H, W) (one channel), got {tuple(mask.shape)}")
+    if mask.shape[0] != image.shape[0] or mask.shape[-2:] != image.shape[-2:]:
+        raise ValueError(f"mask {tuple(mask.shape)} does not match {name} {tuple(image.shape)}")
+    h, w = image.shape[-2:]
+    if config.size_problem(h, w):
+        m = config.size_multiple
+        raise ValueError(
+            f"{name} size {h}x{w} cannot go through this model: height and width must be "
+            f"multiples of {m} and at least {max(m, config.min_size)}; resize first"
+        )
+    lo, hi = float(mask.min()), float(mask.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"mask values must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < -1 - 1e-3 or hi > 1 + 1e-3:
+        raise ValueError(f"{name} values must lie in [-1, 1], got [{lo:.3g}, {hi:.3g}]")

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ModelConfig
+from .bargainnet import harmony_score, init_weights
+from .base import ModelConfig, check_model_inputs
 from .domain_encoder import DomainEncoder
 
 
@@ -243,27 +244,11 @@ class ColorTransformNet(nn.Module):
         self.config = config
         self.encoder = DomainEncoder(config.code_dim, width=config.encoder_width)
         self.generator = TransformPredictor(config)
-        for m in self.encoder.modules():  # published initialisation of E
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+        init_weights(self.encoder)  # the published initialisation of E
 
     def check_inputs(self, image: Tensor, mask: Tensor, name: str = "composite") -> None:
         """Raise ValueError naming the shapes when ``image``/``mask`` cannot go through the model."""
-        if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(image.shape)}")
-        if mask.dim() != 4 or mask.shape[1] != 1:
-            raise ValueError(f"mask must have shape (B, 1, H, W) (one channel), got {tuple(mask.shape)}")
-        if mask.shape[0] != image.shape[0] or mask.shape[-2:] != image.shape[-2:]:
-            raise ValueError(f"mask {tuple(mask.shape)} does not match {name} {tuple(image.shape)}")
-        h, w = image.shape[-2:]
-        problem = self.config.size_problem(h, w)
-        if problem:
-            raise ValueError(f"{name} size {h}x{w} cannot go through this model: height and width {problem}; resize first")
+        check_model_inputs(self.config, image, mask, name)
 
     # -- the BargainNet interface ----------------------------------------------------------
     def domain_code(self, image: Tensor, region_mask: Tensor) -> Tensor:
@@ -328,8 +313,6 @@ class ColorTransformNet(nn.Module):
 
     def inharmony(self, composite: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Inharmony level d(z_b, z̃_f) (B,) and the bounded score exp(−0.04212·d) (B,)."""
-        from .bargainnet import harmony_score
-
         self.check_inputs(composite, mask)
         codes = self.encoder(torch.cat([composite, composite]), torch.cat([1 - mask, mask]))
         z_b, z_f = codes.split(composite.shape[0])
