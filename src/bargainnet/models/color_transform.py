@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .bargainnet import harmony_score, init_weights
+from .bargainnet import harmony_score
 from .base import ModelConfig, check_model_inputs
 from .domain_encoder import DomainEncoder
 
@@ -244,7 +244,9 @@ class ColorTransformNet(nn.Module):
         self.config = config
         self.encoder = DomainEncoder(config.code_dim, width=config.encoder_width)
         self.generator = TransformPredictor(config)
-        init_weights(self.encoder)  # the published initialisation of E
+        # E keeps PyTorch's default initialisation: with the published N(0, 0.02) a narrow E starts
+        # with near-constant codes (d(z_b, z̃_f) ≈ 0.001), where the triplet terms barely move it
+        # (docs/evaluation.md, "Candidates for a new default"); the default gives ~50× larger ones.
 
     def check_inputs(self, image: Tensor, mask: Tensor, name: str = "composite") -> None:
         """Raise ValueError naming the shapes when ``image``/``mask`` cannot go through the model."""
