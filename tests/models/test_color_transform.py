@@ -163,3 +163,32 @@ def test_lattice_interpolation_equals_grid_sample():
     wy = _interpolation_weights(h, 5, window[0], window[2], lattice)
     wx = _interpolation_weights(w, 7, window[1], window[3], lattice)
     assert torch.allclose(wy @ lattice @ wx.T, ref, atol=1e-12)
+
+
+def test_curve_global_and_local_match_a_two_pass_numpy_reference():
+    # reference: curve, then the global affine, then the bilinearly interpolated local affine, in float64 numpy
+    rng = np.random.default_rng(5)
+    x = rng.random((1, 3, 6, 10))
+    params = {
+        "curve": torch.from_numpy(rng.normal(0, 0.03, (1, 3, 4))),
+        "affine": torch.from_numpy(rng.normal(0, 0.1, (1, 3, 4))),
+        "grid": torch.from_numpy(rng.normal(0, 0.1, (1, 12, 3, 2))),
+    }
+    got = apply_params(torch.from_numpy(x), params).numpy()[0]
+    knots = np.linspace(0, 1, 4)
+    c = np.stack([x[0, k] + np.interp(x[0, k], knots, params["curve"][0, k].numpy()) for k in range(3)])
+    a = params["affine"][0].numpy()
+    g = np.einsum("ij,jhw->ihw", np.eye(3) + a[:, :3], c) + a[:, 3, None, None]
+
+    def interp(n, cells):  # pixel centres on the lattice's cell centres, clamped at the border
+        pos = np.clip((np.arange(n) + 0.5) / n * cells - 0.5, 0, cells - 1)
+        lo = np.minimum(np.floor(pos).astype(int), max(cells - 2, 0))
+        w = np.zeros((n, cells))
+        w[np.arange(n), lo] = 1 - (pos - lo)
+        if cells > 1:
+            w[np.arange(n), lo + 1] += pos - lo
+        return w
+
+    lat = np.einsum("yh,chw,xw->cyx", interp(6, 3), params["grid"][0].numpy(), interp(10, 2))
+    ref = g + np.einsum("ijyx,jyx->iyx", lat[:9].reshape(3, 3, 6, 10), g) + lat[9:]
+    assert np.abs(got - np.clip(ref, 0, 1)).max() < 1e-12

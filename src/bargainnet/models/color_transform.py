@@ -210,19 +210,30 @@ def apply_params(x: Tensor, params: dict[str, Tensor], grid_window: tuple[float,
     y = x
     if "curve" in params:
         y = _apply_curve(y, params["curve"])
-    a = params["affine"]
-    y = _apply_affine(y, a[:, :, :3], a[:, :, 3])
-    if "grid" in params:
-        b, _, h, w = x.shape
-        top, left, hh, ww = grid_window or (0.0, 0.0, 1.0, 1.0)
-        lattice = params["grid"].to(x.dtype)
-        gh, gw = lattice.shape[-2:]
-        # bilinear interpolation of the lattice at the pixel centres, separably: Wy · lattice · Wxᵀ
-        wy = _interpolation_weights(h, gh, top, hh, x)
-        wx = _interpolation_weights(w, gw, left, ww, x)
-        local = wy @ lattice @ wx.T  # (B, 12, h, w)
-        y = _apply_affine(y, local[:, :9].view(b, 3, 3, h, w), local[:, 9:])
-    return y.clamp(0, 1)
+    a = params["affine"].to(x.dtype)
+    if "grid" not in params:
+        return _apply_affine(y, a[:, :, :3], a[:, :, 3]).clamp(0, 1)
+    b, _, h, w = x.shape
+    top, left, hh, ww = grid_window or (0.0, 0.0, 1.0, 1.0)
+    lattice = _compose_with_global(params["grid"].to(x.dtype), a)
+    gh, gw = lattice.shape[-2:]
+    # bilinear interpolation of the lattice at the pixel centres, separably: Wy · lattice · Wxᵀ
+    wy = _interpolation_weights(h, gh, top, hh, x)
+    wx = _interpolation_weights(w, gw, left, ww, x)
+    local = wy @ lattice @ wx.T  # (B, 12, h, w)
+    return _apply_affine(y, local[:, :9].view(b, 3, 3, h, w), local[:, 9:]).clamp(0, 1)
+
+
+def _compose_with_global(lattice: Tensor, affine: Tensor) -> Tensor:
+    """The lattice of the composition local ∘ global: (I + A_l)((I + A_g) x + b_g) + b_l, as
+    deltas from the identity, cell by cell. Exact after interpolation (it is linear in the
+    lattice), and it saves a full-resolution pass."""
+    b, _, gh, gw = lattice.shape
+    eye = torch.eye(3, dtype=lattice.dtype, device=lattice.device)
+    local = eye[None, :, :, None, None] + lattice[:, :9].view(b, 3, 3, gh, gw)
+    matrix = torch.einsum("bijhw,bjk->bikhw", local, eye + affine[:, :, :3]) - eye[None, :, :, None, None]
+    bias = torch.einsum("bijhw,bj->bihw", local, affine[:, :, 3]) + lattice[:, 9:]
+    return torch.cat([matrix.reshape(b, 9, gh, gw), bias], 1)
 
 
 class ColorTransformNet(nn.Module):
