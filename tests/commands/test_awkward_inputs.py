@@ -27,18 +27,9 @@ from safetensors.torch import save_file
 from skimage import data as skdata
 
 from bargainnet.cli import main
-from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
-from bargainnet.models.convert import save_weights
 
 H, W = 90, 130
 
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_weights(BargainNet(BargainNetConfig(ngf=4, num_downs=5, code_dim=8)).eval(), path)
-    return path
 
 
 def photo(h=H, w=W):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data as skdata
 
@@ -19,19 +18,10 @@ from bargainnet.cli import build_parser, main
 from bargainnet.commands.common import SIZE_HELP
 from bargainnet.inference import Harmonizer
 from bargainnet.inference.figures import _title
-from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
-from bargainnet.models.convert import save_weights
 
 REPO = Path(__file__).resolve().parents[2]
 H, W = 90, 130
 
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_weights(BargainNet(BargainNetConfig(ngf=4, num_downs=5, code_dim=8)).eval(), path)
-    return str(path)
 
 
 def write_pair(folder: Path, stem="c", ext=".png"):

@@ -8,22 +8,12 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data as skdata
 
 from bargainnet.cli import main
 from bargainnet.io import pair_folder
-from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
-from bargainnet.models.convert import save_weights
 
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_weights(BargainNet(BargainNetConfig(ngf=4, num_downs=5, code_dim=8)).eval(), path)
-    return str(path)
 
 
 def photo(h=90, w=130):

@@ -80,11 +80,7 @@ class BargainNet(nn.Module):
 
     def __init__(self, config: BargainNetConfig | None = None, **overrides):
         super().__init__()
-        if config is None:
-            config = BargainNetConfig(**overrides)
-        elif overrides:
-            config = BargainNetConfig(**{**config.to_dict(), **overrides})
-        self.config = config
+        self.config = config = BargainNetConfig.resolve(config, **overrides)
         code_dim = config.code_dim if config.use_code else 0
         self.encoder = DomainEncoder(config.code_dim)
         self.generator = AttentionUNet(

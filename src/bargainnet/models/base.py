@@ -75,6 +75,14 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
+    def resolve(cls, config=None, **overrides):
+        """``config`` (default: the defaults) with ``overrides`` applied: what a model's
+        ``__init__(config=None, **overrides)`` builds itself from."""
+        if config is None:
+            return cls(**overrides)
+        return cls(**{**config.to_dict(), **overrides}) if overrides else config
+
+    @classmethod
     def from_dict(cls, values: dict):
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

@@ -248,11 +248,7 @@ class ColorTransformNet(nn.Module):
 
     def __init__(self, config: ColorTransformConfig | None = None, **overrides):
         super().__init__()
-        if config is None:
-            config = ColorTransformConfig(**overrides)
-        elif overrides:
-            config = ColorTransformConfig(**{**config.to_dict(), **overrides})
-        self.config = config
+        self.config = config = ColorTransformConfig.resolve(config, **overrides)
         self.encoder = DomainEncoder(config.code_dim, width=config.encoder_width)
         self.generator = TransformPredictor(config)
         # E keeps PyTorch's default initialisation: with the published N(0, 0.02) a narrow E starts
