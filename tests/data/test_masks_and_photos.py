@@ -52,14 +52,6 @@ def test_cutout_hash_split(tmp_path):
     assert len(list_cutouts(tmp_path)) == len(rels)
 
 
-def test_fetched_stamps_are_the_even_half():
-    root = photos.Path("/work/data_local/train_photos") / photos.STAMPS_PACKAGE
-    if not root.is_dir():
-        pytest.skip("training stamps not fetched on this machine")
-    files = [p.relative_to(root).as_posix() for p in root.rglob("*.png")]
-    assert files and all(hash_half(f) == "even" for f in files)
-
-
 def test_copyright_parsing_and_reserved_packages(tmp_path):
     text = (
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
