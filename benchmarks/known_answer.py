@@ -52,7 +52,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -62,12 +61,13 @@ from PIL import Image, ImageDraw
 
 # Every internal module this benchmark uses, in one place.
 from bargainnet.data import perturb  # transfer / retouch / illumination, apply_to_region, rejection_reason
-from bargainnet.data.sources import ellipse_mask, list_photos, load_photo, object_mask, shape_mask
+from bargainnet.data.sources import ellipse_mask, hash_half, list_photos, load_photo, object_mask, shape_mask
 from bargainnet.data.synthesis import _split_photos, draw_composite
 from bargainnet.errors import InputError, UserError
 from bargainnet.io import atomic_save_pil, atomic_write_text
 from bargainnet.evaluation.baselines import BASELINES, harmonize_numpy
 from bargainnet.evaluation.metrics import image_metrics
+from bargainnet.evaluation.report import json_safe
 
 SEED = 0
 FAMILIES = ("transfer", "retouch", "illumination", "curves")
@@ -227,7 +227,7 @@ def geometric_mask(shape: tuple[int, int], rng: np.random.Generator, kind: str, 
 def stamp_is_odd(relative_path: str) -> bool:
     """The held-out half of the Tux Paint stamps: CRC-32 of the path relative to the stamps root
     (POSIX separators, UTF-8) is odd. The even half is reserved for training."""
-    return zlib.crc32(relative_path.encode("utf-8")) % 2 == 1
+    return hash_half(relative_path) == "odd"
 
 
 def flat_share(rgba: np.ndarray) -> float:
@@ -978,7 +978,7 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
         "command": command, "threads": threads, "environment": environment(),
         "wall_seconds": round(time.time() - t_load, 1), "sources": manifest.get("sources", []),
     })
-    atomic_write_text(out / "results.json", json.dumps(_json_safe(results), indent=1, allow_nan=False))
+    atomic_write_text(out / "results.json", json.dumps(json_safe(results), indent=1, allow_nan=False))
     write_csv(out / "per_item.csv", per_item)
     atomic_write_text(out / "results.md", markdown(results, names))
     by_id = {it["id"]: it for it in items}
@@ -1064,19 +1064,6 @@ def summarise(per_item: list[dict[str, Any]], names: list[str]) -> dict[str, Any
             "own_lower": float(np.mean([(r[f"{n}.own_after"] or 0) < (r[f"{n}.own_before"] or 0) for r in cut]))
             if cut[0][f"{n}.own_before"] is not None else None} for n in names}}
     return res
-
-
-def _json_safe(x):
-    """NaN/inf -> None, numpy scalars -> Python: strict JSON."""
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -27,12 +27,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
 from ..io import atomic_copy, atomic_write_bytes, make_folder
+from .sources import hash_half
 
 # Never fetched, whatever a caller asks: kept for independent evaluation.
 RESERVED_PACKAGES = frozenset(
@@ -104,7 +104,7 @@ STAMPS_ROOT = "usr/share/tuxpaint/stamps/"
 def stamp_is_training(relpath: str) -> bool:
     """Whether a Tux Paint stamp (path relative to the stamps folder, ``/``-separated) belongs to
     the training half: its CRC-32 is even. The odd half is reserved for evaluation."""
-    return zlib.crc32(relpath.replace(os.sep, "/").encode()) % 2 == 0
+    return hash_half(relpath) == "even"
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import OutputError
 from .evaluator import ALL, IHARMONY4_SUBSETS, EvaluationResult, Method, _subset_order
 from .metrics import RATIO_BINS
@@ -147,13 +149,16 @@ def markdown_report(result: EvaluationResult, summary: dict[str, Any] | None = N
 
 
 def json_safe(x: Any) -> Any:
-    """NaN and infinities become null (JSON has no such numbers); tuples become lists."""
+    """NaN and infinities become null (JSON has no such numbers); tuples become lists; numpy
+    scalars become Python numbers."""
     if isinstance(x, dict):
         return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
     return x
 
 
