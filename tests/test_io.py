@@ -290,3 +290,16 @@ def test_save_refusals(tmp_path):
     (tmp_path / "dir.png").mkdir()
     with pytest.raises(OutputError, match="is a folder"):
         bio.save_image(tmp_path / "dir.png", arr)
+
+
+def test_8bit_images_make_their_float_copy_on_first_use(tmp_path):
+    from bargainnet.io import ImageData, load_image
+
+    rgb8 = np.random.default_rng(0).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    Image.fromarray(rgb8).save(tmp_path / "a.png")
+    data = load_image(tmp_path / "a.png")
+    assert data._rgb is None and data.size == (7, 6) and data.shape == (6, 7)
+    assert np.array_equal(data.rgb, np.multiply(rgb8, np.float32(1 / 255), dtype=np.float32))
+    assert data.rgb is data.rgb and data.pixels is data.rgb8
+    with pytest.raises(ValueError):
+        ImageData(rgb=None, alpha=None, rgb8=None, name="x")

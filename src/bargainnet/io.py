@@ -82,12 +82,12 @@ _FORMAT_BY_EXT = {
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 
-@dataclass
 class ImageData:
     """A decoded image.
 
     Attributes:
-        rgb: float32 (H, W, 3) in [0, 1].
+        rgb: float32 (H, W, 3) in [0, 1]. For 8-bit sources it is made from ``rgb8`` on first use
+            (a 12-megapixel photo's float copy is 144 MB; the colour-transform path never needs it).
         alpha: float32 (H, W) in [0, 1], or None when the source had no alpha channel.
         rgb8: uint8 (H, W, 3), the exact source pixels, when the source had 8 bits per channel;
             None otherwise (16-bit, float).
@@ -95,21 +95,45 @@ class ImageData:
         path: the resolved path when loaded from a file, else None.
     """
 
-    rgb: np.ndarray
-    alpha: np.ndarray | None
-    rgb8: np.ndarray | None
-    name: str
-    path: Path | None = None
+    def __init__(
+        self,
+        rgb: np.ndarray | None,
+        alpha: np.ndarray | None,
+        rgb8: np.ndarray | None,
+        name: str,
+        path: Path | None = None,
+    ):
+        if rgb is None and rgb8 is None:
+            raise ValueError("ImageData needs rgb or rgb8")
+        self._rgb, self.alpha, self.rgb8, self.name, self.path = rgb, alpha, rgb8, name, path
+
+    @property
+    def rgb(self) -> np.ndarray:
+        if self._rgb is None:
+            self._rgb = to_float(self.rgb8)
+        return self._rgb
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """``rgb8`` when the source had 8 bits per channel, else ``rgb``: the cheapest exact view."""
+        return self.rgb8 if self.rgb8 is not None else self.rgb
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height), as Pillow reports sizes."""
-        return (self.rgb.shape[1], self.rgb.shape[0])
+        return (self.pixels.shape[1], self.pixels.shape[0])
 
     @property
     def shape(self) -> tuple[int, int]:
         """(height, width)."""
-        return self.rgb.shape[:2]
+        return self.pixels.shape[:2]
+
+
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1] from uint8 pixels (x · float32(1/255), as everywhere in the toolkit); float input as is."""
+    if pixels.dtype == np.uint8:
+        return np.multiply(pixels, np.float32(1 / 255), dtype=np.float32)
+    return pixels
 
 
 def max_pixels_default() -> int:
@@ -222,8 +246,7 @@ def _pil_to_data(image: Image.Image, name: str, path: Path | None) -> ImageData:
         return ImageData(rgb=rgb, alpha=None, rgb8=None, name=name, path=path)
     else:
         rgb8 = np.asarray(image.convert("RGB")).copy()
-    rgb = np.multiply(rgb8, np.float32(1 / 255), dtype=np.float32)
-    return ImageData(rgb=rgb, alpha=alpha, rgb8=rgb8, name=name, path=path)
+    return ImageData(rgb=None, alpha=alpha, rgb8=rgb8, name=name, path=path)
 
 
 def _array_to_data(array: np.ndarray, name: str) -> ImageData:
@@ -370,16 +393,16 @@ def _mask_gray(source: ImageSource, max_pixels: int | None) -> tuple[np.ndarray,
     alpha = None
     if "A" in image.mode or "transparency" in image.info:
         alpha8 = np.asarray(image.convert("RGBA"))[..., 3]
-        alpha = np.multiply(alpha8, np.float32(1 / 255), dtype=np.float32)
+        alpha = to_float(alpha8)
         if alpha_marks_region(alpha):
             return alpha, name
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _pil_to_data(image, name, None).rgb[..., 0].copy(), name
     # Colour masks: Pillow's ITU-R 601 luma; "1", "L", "P", "LA", ... through the same conversion.
     gray8 = np.asarray(image if image.mode == "L" else image.convert("L"))
-    gray = np.multiply(gray8, np.float32(1 / 255), dtype=np.float32)
+    gray = to_float(gray8)
     colour = image.mode not in ("1", "L", "LA", "La")
-    rgb = np.multiply(np.asarray(image.convert("RGB")), np.float32(1 / 255), dtype=np.float32) if colour else None
+    rgb = to_float(np.asarray(image.convert("RGB"))) if colour else None
     return _choose_mask(gray, None, rgb, name), name
 
 

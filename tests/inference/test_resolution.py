@@ -55,3 +55,27 @@ def test_at_the_working_size_the_network_output_is_used_as_is():
     output = _image(64, 64, seed=3)
     new, (r0, r1, c0, c1) = back_to_full_resolution(working, output, full, mask)
     assert np.array_equal(new, output[r0:r1, c0:c1])
+
+
+def test_mask_coverage_counts_the_cells_pillows_box_filter_averages():
+    from PIL import Image
+
+    from bargainnet.inference.resolution import mask_coverage
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:301, :437]
+    masks = [
+        rng.random((301, 437)) < 0.4,  # noise
+        ((yy - 150) / 90.0) ** 2 + ((xx - 200) / 130.0) ** 2 < 1,  # ellipse
+        (yy > 64) & (yy < 200) & (xx > 17) & (xx < 300),  # rectangle
+    ]
+    for mask in masks:
+        for size in (16, 64, 128, 256, 301):
+            ref = np.clip(lifting.resize_float(mask.astype(np.float32), (size, size), Image.BOX), 0, 1)
+            got = mask_coverage(mask, size)
+            assert got.dtype == np.float32 and got.shape == (size, size)
+            assert np.abs(got - ref).max() < 1e-6
+            assert np.array_equal(got >= 0.5, ref >= 0.5)
+    small = np.zeros((40, 50), bool)
+    small[10:30, 5:20] = True  # enlarging goes through Pillow itself
+    assert np.array_equal(mask_coverage(small, 64), np.clip(lifting.resize_float(small.astype(np.float32), (64, 64), Image.BOX), 0, 1))

@@ -192,3 +192,19 @@ def test_curve_global_and_local_match_a_two_pass_numpy_reference():
     lat = np.einsum("yh,chw,xw->cyx", interp(6, 3), params["grid"][0].numpy(), interp(10, 2))
     ref = g + np.einsum("ijyx,jyx->iyx", lat[:9].reshape(3, 3, 6, 10), g) + lat[9:]
     assert np.abs(got - np.clip(ref, 0, 1)).max() < 1e-12
+
+
+@pytest.mark.parametrize("parts", [("curve", "affine", "grid"), ("affine", "grid"), ("curve", "affine")])
+def test_8bit_pixels_give_the_float_paths_numbers(parts):
+    # the 8-bit path looks the curve up in a 256-entry table; same float32 numbers as on x8 / 255
+    g = torch.Generator().manual_seed(7)
+    x8 = torch.randint(0, 256, (2, 3, 9, 13), dtype=torch.uint8, generator=g)
+    params = {
+        "curve": torch.randn(2, 3, 8, generator=g) * 0.05,
+        "affine": torch.randn(2, 3, 4, generator=g) * 0.1,
+        "grid": torch.randn(2, 12, 4, 4, generator=g) * 0.1,
+    }
+    params = {k: v for k, v in params.items() if k in parts}
+    as_float = torch.from_numpy(np.multiply(x8.numpy(), np.float32(1 / 255), dtype=np.float32))
+    window = (0.25, 0.1, 0.5, 0.8)
+    assert torch.equal(apply_params(x8, params, window), apply_params(as_float, params, window))

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from bargainnet.training.losses import BargainNetLoss, LossConfig, bargainnet_loss, reconstruction_loss, triplet_loss
@@ -80,3 +81,50 @@ def test_unperturbed_samples_leave_the_triplets():
     for distance in ("euclidean", "published"):  # weights of ones = the plain mean
         args = (codes["z_f_harm"], codes["z_b"], codes["z_f_comp"], 0.5, distance)
         assert torch.allclose(triplet_loss(*args), triplet_loss(*args, weight=torch.ones(3)))
+
+
+def test_discriminative_encoder_objective():
+    g = torch.Generator().manual_seed(3)
+    real = torch.rand(4, 3, 8, 8, generator=g)
+    outputs = {"harmonized": torch.rand(4, 3, 8, 8, generator=g)}
+    outputs.update({k: torch.randn(4, 16, generator=g, requires_grad=True) for k in ("z_b", "z_f", "z_f_harm", "z_f_comp")})
+    outputs["z_f_harm_frozen"] = outputs["z_f_harm"].detach().clone().requires_grad_()
+    _, parts = bargainnet_loss(outputs, real, LossConfig(margin=2.0))
+    assert "triplet_real" not in parts and not LossConfig(background_triplet=False, foreground_triplet=False).uses_codes
+    cfg = LossConfig(margin=2.0, triplet_weight=0.05, encoder_objective="discriminative")
+    total, parts = bargainnet_loss(outputs, real, cfg)
+    # float64 reference of max(‖z_b − z_f‖ − ‖z_b − z̃_f‖ + m, 0), anchored at the background's code
+    ref = _reference_triplet(*(outputs[k].detach() for k in ("z_b", "z_f", "z_f_comp")), 2.0)
+    assert abs(parts["triplet_real"].item() - ref) < 1e-5
+    without, _ = bargainnet_loss(outputs, real, LossConfig(margin=2.0, triplet_weight=0.05))
+    assert torch.allclose(total, without + 0.05 * parts["triplet_real"])
+    # the background triplet reaches only the frozen-E code of Î: z_b and z̃_f get no gradient from it
+    only_bg = LossConfig(foreground_triplet=False, encoder_objective="discriminative", triplet_weight=1.0)
+    outputs["z_b"].grad = None
+    parts_bg = bargainnet_loss(outputs, real, only_bg)[1]
+    t_bg = triplet_loss(outputs["z_f_harm_frozen"], outputs["z_b"].detach(), outputs["z_f_comp"].detach(), 1.0)
+    assert torch.allclose(parts_bg["triplet_background"], t_bg)
+    grads = torch.autograd.grad(t_bg, [outputs["z_f_harm_frozen"]])
+    assert grads[0].abs().sum() > 0
+    assert LossConfig(background_triplet=False, foreground_triplet=False, encoder_objective="discriminative").uses_codes
+    with pytest.raises(ValueError, match="encoder_objective"):
+        LossConfig(encoder_objective="other")
+
+
+def test_frozen_encoder_code_passes_gradients_to_the_image_only():
+    from bargainnet.models.domain_encoder import DomainEncoder
+    from bargainnet.training.losses import frozen_encoder_code
+
+    torch.manual_seed(0)
+    enc = DomainEncoder(8, width=8).train()
+    image = torch.rand(2, 3, 128, 128, requires_grad=True)
+    mask = torch.zeros(2, 1, 128, 128)
+    mask[:, :, 32:96, 40:100] = 1
+    reference = enc(image, mask)  # E itself, train mode (updates its running statistics)
+    running = enc.norm2f.running_mean.clone()
+    enc.zero_grad()
+    frozen = frozen_encoder_code(enc, image, mask)
+    assert torch.allclose(frozen, reference, atol=1e-6)
+    frozen.sum().backward()
+    assert all(p.grad is None for p in enc.parameters()) and image.grad.abs().sum() > 0
+    assert torch.equal(enc.norm2f.running_mean, running)

@@ -49,7 +49,7 @@ from .. import io as bio
 from ..errors import InputError
 from ..models.base import INHARMONY_SIZE, check_size
 from . import lifting
-from .resolution import METHODS, Working, back_to_full_resolution, to_working_size, transform_applier
+from .resolution import METHODS, Working, back_to_full_resolution, resize_image, to_working_size, transform_applier
 
 DEFAULT_WEIGHTS = "weights/default.safetensors"  # package data of `bargainnet`
 
@@ -62,6 +62,12 @@ class Inharmony:
     score: float
 
 
+def _float_unless_8bit(image: bio.ImageData) -> np.ndarray | None:
+    """The float pixels where they are the source's own (no 8-bit copy); None for 8-bit images,
+    whose float copy every path here can do without."""
+    return image.rgb if image.rgb8 is None else None
+
+
 @dataclass
 class Prepared:
     """One item ready for the network (internal; exposed for batch drivers such as the CLI)."""
@@ -69,7 +75,7 @@ class Prepared:
     name: str
     image: bio.ImageData  # the composite
     mask: np.ndarray  # bool (H, W), full resolution
-    guide: np.ndarray  # float (H, W, 3): what the colour transform is applied to
+    guide: np.ndarray  # uint8 or float (H, W, 3): what the colour transform is applied to
     blend: np.ndarray | None  # float alpha (H, W) for paste mode, else None (binary mask)
     working: Working  # the composite and mask at the working size S×S
     kind: str  # "pil" or "array": what to return
@@ -355,8 +361,12 @@ class Harmonizer:
         return self.runner.backend
 
     # -- preparing inputs ------------------------------------------------------------------------
-    def _working(self, image: bio.ImageData, mask: np.ndarray) -> Working:
-        return to_working_size(image.rgb, mask, self.size, rgb8=image.rgb8, name=image.name)
+    def _views(self, image: bio.ImageData, mask: np.ndarray) -> tuple[Working, Working | None]:
+        """The composite and mask at the working size, and at INHARMONY_SIZE for the score."""
+        pil8 = Image.fromarray(image.rgb8) if image.rgb8 is not None else None  # one conversion, two resizes
+        rgb = _float_unless_8bit(image)
+        working = to_working_size(rgb, mask, self.size, rgb8=pil8, name=image.name)
+        return working, self._canonical(rgb, mask, pil8, image.name)
 
     @property
     def scores_canonically(self) -> bool:
@@ -385,11 +395,8 @@ class Harmonizer:
 
     def _canonical_after(self, item: Prepared, rgb8, rgb) -> float:
         """The result's inharmony: the full-resolution output resized like the composite was."""
-        out = to_working_size(
-            rgb8.astype(np.float32) / 255 if rgb is None else rgb, item.mask, INHARMONY_SIZE,
-            rgb8=rgb8, name=item.name, require_both=False,
-        )
-        return float(self.canonical_inharmony([out.composite], [item.canonical.mask])[0])
+        out = resize_image(rgb, INHARMONY_SIZE, rgb8=rgb8)  # the mask is the composite's
+        return float(self.canonical_inharmony([out], [item.canonical.mask])[0])
 
     def prepare(self, composite, mask, *, resize_mask: bool = False) -> Prepared:
         """Load and check one (composite, mask) pair; raises :class:`InputError` on bad input."""
@@ -399,13 +406,13 @@ class Harmonizer:
             mask, size=size, resize=resize_mask, threshold=self.threshold, max_pixels=self.max_pixels, check_coverage=False
         )
         bio.check_mask_coverage(binary, bio._describe(mask))
-        working = self._working(image, binary)
+        working, canonical = self._views(image, binary)
         kind = "array" if isinstance(composite, np.ndarray) else "pil"
         inputs = tuple(p for p in (composite, mask) if isinstance(p, (str, os.PathLike)))
         return Prepared(
-            name=image.name, image=image, mask=binary, guide=image.rgb, blend=None,
+            name=image.name, image=image, mask=binary, guide=image.pixels, blend=None,
             working=working, kind=kind, array_dtype=getattr(composite, "dtype", None), inputs=inputs,
-            canonical=self._canonical(image.rgb, binary, image.rgb8, image.name),
+            canonical=canonical,
         )
 
     def prepare_paste(
@@ -461,13 +468,13 @@ class Harmonizer:
             composite_rgb = rgb8.astype(np.float32) / 255.0
         image = bio.ImageData(rgb=composite_rgb.astype(np.float32), alpha=bg.alpha, rgb8=rgb8,
                               name=f"{fg.name} on {bg.name}")
-        working = self._working(image, binary)
+        working, canonical = self._views(image, binary)
         kind = "array" if isinstance(background, np.ndarray) else "pil"
         inputs = tuple(p for p in (foreground, background) if isinstance(p, (str, os.PathLike)))
         return Prepared(
             name=image.name, image=image, mask=binary, guide=layer, blend=canvas_alpha,
             working=working, kind=kind, array_dtype=getattr(background, "dtype", None), inputs=inputs,
-            background=bg.rgb, canonical=self._canonical(image.rgb, binary, image.rgb8, image.name),
+            background=bg.rgb, canonical=canonical,
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -515,7 +522,7 @@ class Harmonizer:
         composite_rgb8 = image.rgb8
         got_worse = kept = False
         if skipped:
-            out_rgb8, out_rgb = composite_rgb8, image.rgb
+            out_rgb8, out_rgb = composite_rgb8, _float_unless_8bit(image)
             after = before  # the returned image is the composite
         else:
             out_rgb8, out_rgb = self._full_resolution(item, output_low, target, region, params)
@@ -523,9 +530,9 @@ class Harmonizer:
                 after = self._canonical_after(item, out_rgb8, out_rgb)
             got_worse = after > before
             if got_worse and keep:
-                out_rgb8, out_rgb, kept = composite_rgb8, image.rgb, True
+                out_rgb8, out_rgb, kept = composite_rgb8, _float_unless_8bit(image), True
         result_image = self._as_output(item, out_rgb8, out_rgb)
-        composite_image = self._as_output(item, composite_rgb8, image.rgb)
+        composite_image = self._as_output(item, composite_rgb8, _float_unless_8bit(image))
         return HarmonizeResult(
             image=result_image, composite=composite_image, mask=item.mask,
             before=Inharmony(before, _score(before)), after=Inharmony(after, _score(after)),
@@ -546,17 +553,13 @@ class Harmonizer:
             transform=None if params is None else transform_applier(self.runner.model, params),
         )
         inside = region[r0:r1, c0:c1]
-        new = new[inside]
         if paste:  # recolour the cut-out layer, then alpha-blend it on the background
-            a = item.blend[r0:r1, c0:c1][inside][:, None]
-            new = new * a + item.background[r0:r1, c0:c1][inside] * (1 - a)
-        if image.rgb8 is not None:
-            out = image.rgb8.copy()
-            out[r0:r1, c0:c1][inside] = bio.to_uint8(new)
-            return out, None
-        out = image.rgb.copy()
-        out[r0:r1, c0:c1][inside] = new
-        return None, out
+            a = item.blend[r0:r1, c0:c1][..., None]
+            new = new * a + item.background[r0:r1, c0:c1] * (1 - a)
+        eight_bit = image.rgb8 is not None
+        out = (image.rgb8 if eight_bit else image.rgb).copy()
+        np.copyto(out[r0:r1, c0:c1], bio.to_uint8(new) if eight_bit else new, where=inside[..., None])
+        return (out, None) if eight_bit else (None, out)
 
     def _as_output(self, item: Prepared, rgb8: np.ndarray | None, rgb: np.ndarray | None):
         alpha = item.image.alpha

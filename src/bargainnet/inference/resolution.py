@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
+from ..io import to_float
 from . import lifting
 
 METHODS = ("auto", "transform", "lift", "upsample")  # auto: transform when the model predicts one, else lift
@@ -41,12 +42,60 @@ class Working:
     mask: np.ndarray  # bool (S, S): what the network treats as foreground
 
 
+def _box_ranges(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """[start, stop) of the source pixels that Pillow's BOX filter averages, per output pixel, when
+    shrinking ``n_in`` pixels to ``n_out`` (its coefficients are 1 on a run of pixels, else 0)."""
+    scale = n_in / n_out
+    support = 0.5 * scale
+    centre = (np.arange(n_out) + 0.5) * scale
+    lo = np.maximum((centre - support + 0.5).astype(np.int64), 0)  # C's (int) truncation, as Pillow
+    hi = np.minimum((centre + support + 0.5).astype(np.int64), n_in)
+    # box(x) = 1 for -0.5 < x <= 0.5, at x = (i - centre + 0.5) / scale
+    first = np.array([next(i for i in range(a, b) if -0.5 < (i - c + 0.5) / scale <= 0.5) for a, b, c in zip(lo, hi, centre)])
+    last = np.array([next(i for i in range(b - 1, a - 1, -1) if -0.5 < (i - c + 0.5) / scale <= 0.5) for a, b, c in zip(lo, hi, centre)])
+    return first, last + 1
+
+
+def _range_sums(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, axis: int) -> np.ndarray:
+    """int sums of ``x`` over [lo[i], hi[i]) along ``axis``."""
+    if lo[0] == 0 and hi[-1] == x.shape[axis] and np.array_equal(lo[1:], hi[:-1]):  # a partition
+        return np.add.reduceat(x, lo, axis=axis, dtype=np.int32)
+    shape = list(x.shape)
+    shape[axis] += 1
+    cum = np.zeros(shape, np.int32)
+    np.cumsum(x, axis=axis, dtype=np.int32, out=cum[1:] if axis == 0 else cum[:, 1:])
+    return np.take(cum, hi, axis=axis) - np.take(cum, lo, axis=axis)
+
+
+def mask_coverage(mask: np.ndarray, size: int) -> np.ndarray:
+    """float32 (size, size) in [0, 1]: the share of each cell that ``mask`` (bool (H, W)) covers,
+    as Pillow's BOX resize of the 0/1 mask computes it (the same cells; counted exactly here, from
+    integer sums, instead of from a 4-byte-per-pixel float copy of the mask)."""
+    h, w = mask.shape
+    if h < size or w < size:  # enlarging: Pillow itself (the mask is small)
+        return np.clip(lifting.resize_float(mask.astype(np.float32), (size, size), Image.BOX), 0.0, 1.0)
+    (r_lo, r_hi), (c_lo, c_hi) = _box_ranges(h, size), _box_ranges(w, size)
+    band = _range_sums(mask.view(np.uint8), c_lo, c_hi, axis=1)  # (H, size): along rows first (fast)
+    counts = _range_sums(band, r_lo, r_hi, axis=0)  # (size, size)
+    area = np.outer(r_hi - r_lo, c_hi - c_lo)
+    return (counts / area).astype(np.float32)
+
+
+def resize_image(rgb: np.ndarray | None, size: int, *, rgb8: np.ndarray | Image.Image | None = None) -> np.ndarray:
+    """float32 (size, size, 3) in [0, 1]: Pillow bilinear with antialiasing on the 8-bit pixels
+    ``rgb8`` (an array, or the same as an RGB Pillow image) when given, else on the float pixels ``rgb``."""
+    if rgb8 is not None:
+        source = rgb8 if isinstance(rgb8, Image.Image) else Image.fromarray(rgb8)
+        return np.asarray(source.resize((size, size), Image.BILINEAR), np.float32) / 255
+    return np.clip(lifting.resize_float(rgb, (size, size)), 0.0, 1.0)
+
+
 def to_working_size(
-    rgb: np.ndarray,
+    rgb: np.ndarray | None,
     mask: np.ndarray,
     size: int,
     *,
-    rgb8: np.ndarray | None = None,
+    rgb8: np.ndarray | Image.Image | None = None,
     name: str = "image",
     require_both: bool = True,
 ) -> Working:
@@ -54,17 +103,15 @@ def to_working_size(
 
     Args:
         rgb: float (H, W, 3) in [0, 1]; ``rgb8``: the same as uint8 when the input had 8 bits
-            (then it is what gets resized, as the published test transform does).
+            (then it is what gets resized, as the published test transform does, and ``rgb`` may
+            be None).
         mask: bool (H, W), 1 = foreground.
         require_both: raise :class:`InputError` when the mask leaves no foreground or no
             background at the working size (the Harmonizer); False keeps the mask as it is.
     """
     s = int(size)
-    if rgb8 is not None:
-        composite = np.asarray(Image.fromarray(rgb8).resize((s, s), Image.BILINEAR), np.float32) / 255
-    else:
-        composite = np.clip(lifting.resize_float(rgb, (s, s)), 0.0, 1.0)
-    weight = np.clip(lifting.resize_float(mask.astype(np.float32), (s, s), Image.BOX), 0.0, 1.0)
+    composite = resize_image(rgb, s, rgb8=rgb8)
+    weight = mask_coverage(mask, s)
     binary = weight >= 0.5
     if not binary.any():  # a tiny object: every pixel it touches
         binary = weight > 1e-6
@@ -101,7 +148,7 @@ def back_to_full_resolution(
     Args:
         working: the network's input (:func:`to_working_size`).
         output: the network's output at the working size, float (S, S, 3) in [0, 1].
-        guide: the full-resolution image to recolour, float (H, W, 3) in [0, 1] (the composite,
+        guide: the full-resolution image to recolour, uint8 or float (H, W, 3) in [0, 1] (the composite,
             or in paste mode the cut-out layer: then ``guide_is_composite=False``).
         region: bool (H, W), not empty: the pixels the caller will replace.
         target: "foreground" or "background" (which part the network changed).
@@ -133,7 +180,7 @@ def back_to_full_resolution(
         coeffs = lifting.fit_local_affine(
             working.composite, output, fit_weight(working, target), radius=radius, eps=eps
         )
-        new = lifting.apply_affine(coeffs, guide[r0:r1, c0:c1], full_shape=region.shape, offset=(r0, c0))
+        new = lifting.apply_affine(coeffs, to_float(guide[r0:r1, c0:c1]), full_shape=region.shape, offset=(r0, c0))
         return new, box
     height, width = region.shape
     return lifting.upsample(output, (width, height))[r0:r1, c0:c1], box
@@ -145,7 +192,7 @@ def apply_in_bands(
     box: tuple[int, int, int, int],
     full_shape: tuple[int, int],
 ) -> np.ndarray:
-    """``transform`` applied to ``image[r0:r1, c0:c1]`` (float (H, W, 3) in [0, 1]) in bands of
+    """``transform`` applied to ``image[r0:r1, c0:c1]`` (uint8, or float in [0, 1]; (H, W, 3)) in bands of
     :data:`ROWS_PER_CHUNK` rows; each band's window is its place in the full image, as fractions."""
     r0, r1, c0, c1 = box
     height, width = full_shape
@@ -158,12 +205,14 @@ def apply_in_bands(
 
 
 def transform_applier(model, params: dict) -> Callable[[np.ndarray, tuple[float, float, float, float]], np.ndarray]:
-    """A numpy function (h, w, 3) in [0, 1], window -> (h, w, 3) that applies one image's predicted
-    transform ``params`` (each value (1, ...), on the CPU) with ``model.apply_transform``."""
+    """A numpy function (h, w, 3) uint8 or float in [0, 1], window -> float (h, w, 3) that applies
+    one image's predicted transform ``params`` (each value (1, ...), on the CPU) with
+    ``model.apply_transform``."""
     import torch
 
     def apply(pixels: np.ndarray, window: tuple[float, float, float, float]) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
+        dtype = np.uint8 if pixels.dtype == np.uint8 else np.float32
+        x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=dtype)).permute(2, 0, 1)[None]
         with torch.inference_mode():
             y = model.apply_transform(x, params, window)
         return y[0].permute(1, 2, 0).numpy()

@@ -200,26 +200,41 @@ def _interpolation_weights(n: int, cells: int, start: float, extent: float, like
     return w
 
 
+def _curve_lookup(x8: Tensor, offsets: Tensor | None) -> Tensor:
+    """The tone curve of 8-bit pixels x8 (B, 3, H, W) as a 256-entry table per channel: the same
+    float32 numbers as :func:`_apply_curve` on x8 · float32(1/255), one lookup per pixel."""
+    levels = torch.arange(256, dtype=torch.float32, device=x8.device) * torch.tensor(1 / 255, dtype=torch.float32)
+    if offsets is None:
+        return levels[x8.long()]
+    b, ch, h, w = x8.shape
+    table = _apply_curve(levels.view(1, 1, 1, 256).expand(b, ch, 1, 256), offsets.float()).view(b, ch, 256)
+    return table.gather(2, x8.reshape(b, ch, h * w).long()).view(b, ch, h, w)
+
+
 def apply_params(x: Tensor, params: dict[str, Tensor], grid_window: tuple[float, float, float, float] | None = None) -> Tensor:
     """Apply predicted transform parameters to images x (B, 3, H, W) in [0, 1] -> [0, 1].
+
+    ``x`` may also be 8-bit (uint8, value / 255): the tone curve is then a table lookup, with the
+    same result as on the float pixels.
 
     ``grid_window`` = (top, left, height, width) of x inside the full image, as fractions of the full
     image's size (default: x is the whole image): the local lattice is sampled at the right places
     when only a crop (the foreground's box, a tile) is transformed.
     """
-    y = x
-    if "curve" in params:
-        y = _apply_curve(y, params["curve"])
-    a = params["affine"].to(x.dtype)
+    if x.dtype == torch.uint8:
+        y = _curve_lookup(x, params.get("curve"))
+    else:
+        y = _apply_curve(x, params["curve"]) if "curve" in params else x
+    a = params["affine"].to(y.dtype)
     if "grid" not in params:
         return _apply_affine(y, a[:, :, :3], a[:, :, 3]).clamp(0, 1)
     b, _, h, w = x.shape
     top, left, hh, ww = grid_window or (0.0, 0.0, 1.0, 1.0)
-    lattice = _compose_with_global(params["grid"].to(x.dtype), a)
+    lattice = _compose_with_global(params["grid"].to(y.dtype), a)
     gh, gw = lattice.shape[-2:]
     # bilinear interpolation of the lattice at the pixel centres, separably: Wy · lattice · Wxᵀ
-    wy = _interpolation_weights(h, gh, top, hh, x)
-    wx = _interpolation_weights(w, gw, left, ww, x)
+    wy = _interpolation_weights(h, gh, top, hh, y)
+    wx = _interpolation_weights(w, gw, left, ww, y)
     local = wy @ lattice @ wx.T  # (B, 12, h, w)
     return _apply_affine(y, local[:, :9].view(b, 3, 3, h, w), local[:, 9:]).clamp(0, 1)
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 DISTANCES = ("euclidean", "published")
+ENCODER_OBJECTIVES = ("paper", "discriminative")
 
 
 RECONSTRUCTIONS = ("image", "foreground")
@@ -71,14 +73,32 @@ class LossConfig:
     triplet_weight: float = 0.01  # λ
     background_triplet: bool = True  # T(ẑ_f, z_b, z̃_f): harmonized foreground close to the background
     foreground_triplet: bool = True  # T(z_f, ẑ_f, z̃_f): real foreground closer to harmonized than composite
+    # How E is trained. "paper": by both triplet terms. "discriminative" (not in the paper): E
+    # learns from T(z_b, z_f, z̃_f) — the background's code closer to the real foreground's than to
+    # the composite's — and the foreground triplet, while the background triplet trains only the
+    # generator (its codes come from a frozen copy of E). An identity-initialised generator (the
+    # colour-transform family) starts with ẑ_f = z̃_f, where the paper's background triplet is
+    # d(z̃_f, z_b) + m and only pulls the two codes together: E collapses to a constant code.
+    encoder_objective: str = "paper"
     distance: str = "euclidean"
     reconstruction: str = "image"  # "image": ‖Î − I‖₁ over all pixels (paper); "foreground": per-area
 
     def __post_init__(self):
         if self.distance not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}")
+        if self.encoder_objective not in ENCODER_OBJECTIVES:
+            raise ValueError(f"encoder_objective must be one of {ENCODER_OBJECTIVES}, got {self.encoder_objective!r}")
         if self.reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {self.reconstruction!r}")
+
+    @property
+    def uses_codes(self) -> bool:
+        """Whether any term needs E's codes of the real and harmonized foregrounds."""
+        return self.background_triplet or self.foreground_triplet or self.discriminative
+
+    @property
+    def discriminative(self) -> bool:
+        return self.encoder_objective == "discriminative"
 
     @classmethod
     def published(cls) -> "LossConfig":
@@ -103,7 +123,11 @@ def bargainnet_loss(
     triplet terms: there z̃_f = z_f, and the background triplet would push a harmonious
     foreground to change. (iHarmony4 has no such samples, so the paper's loss is unchanged.)
 
-    Returns ``(total, {"l1", "triplet_background", "triplet_foreground", "total"})``.
+    With ``encoder_objective="discriminative"`` the outputs also need ``z_f_harm_frozen`` (ẑ_f from
+    a frozen copy of E, see :func:`frozen_encoder_code`) for the background triplet.
+
+    Returns ``(total, {"l1", "triplet_background", "triplet_foreground", "total"})``, plus
+    ``"triplet_real"`` with the discriminative objective.
     """
     config = config or LossConfig()
     if config.reconstruction == "foreground" and mask is None:
@@ -116,13 +140,28 @@ def bargainnet_loss(
     zero = l1.new_zeros(())
     t_bg = t_fg = zero
     if config.background_triplet:
-        t_bg = triplet_loss(outputs["z_f_harm"], outputs["z_b"], outputs["z_f_comp"], config.margin, config.distance, weight)
+        codes = (outputs["z_f_harm"], outputs["z_b"], outputs["z_f_comp"])
+        if config.discriminative:  # trains the generator only
+            codes = (outputs["z_f_harm_frozen"], outputs["z_b"].detach(), outputs["z_f_comp"].detach())
+        t_bg = triplet_loss(*codes, config.margin, config.distance, weight)
         total = total + config.triplet_weight * t_bg
     if config.foreground_triplet:
         t_fg = triplet_loss(outputs["z_f"], outputs["z_f_harm"], outputs["z_f_comp"], config.margin, config.distance, weight)
         total = total + config.triplet_weight * t_fg
-    parts = {"l1": l1, "triplet_background": t_bg, "triplet_foreground": t_fg, "total": total}
+    parts = {"l1": l1, "triplet_background": t_bg, "triplet_foreground": t_fg}
+    if config.discriminative:
+        parts["triplet_real"] = triplet_loss(outputs["z_b"], outputs["z_f"], outputs["z_f_comp"], config.margin, config.distance, weight)
+        total = total + config.triplet_weight * parts["triplet_real"]
+    parts["total"] = total
     return total, {k: v.detach() for k, v in parts.items()}
+
+
+def frozen_encoder_code(encoder: nn.Module, image: Tensor, region_mask: Tensor) -> Tensor:
+    """E(image, region) through a frozen copy of ``encoder``: gradients reach ``image`` but not E's
+    parameters, and batch-norm running statistics are left as they are."""
+    params = {k: v.detach() for k, v in encoder.named_parameters()}
+    buffers = {k: v.clone() for k, v in encoder.named_buffers()}
+    return torch.func.functional_call(encoder, {**params, **buffers}, (image, region_mask))
 
 
 class BargainNetLoss(nn.Module):

@@ -18,7 +18,7 @@ from ..models.registry import create_model
 from .checkpoints import CHECKPOINT_PATTERN
 from .config import TrainConfig
 from .data import _seed_from
-from .losses import bargainnet_loss
+from .losses import bargainnet_loss, frozen_encoder_code
 
 PSNR_CAP = 100.0  # dB; identical images give inf, which would make a mean meaningless
 METRIC_KEYS = ("mse", "psnr", "fmse")
@@ -100,8 +100,8 @@ class BargainNetModule(L.LightningModule):
         self.model = create_model(cfg.architecture, cfg.model)
         # Neither the code nor a triplet needs E: a plain forward skips E (and leaves no unused
         # parameters for DDP to trip over).
-        self.needs_codes = getattr(cfg.model, "use_code", True) or cfg.loss.background_triplet or cfg.loss.foreground_triplet
-        self.needs_triplet_codes = cfg.loss.background_triplet or cfg.loss.foreground_triplet
+        self.needs_codes = getattr(cfg.model, "use_code", True) or cfg.loss.uses_codes
+        self.needs_triplet_codes = cfg.loss.uses_codes
         # The configured protocol's metrics, and when that scores the raw output (published), the
         # composited output's too (suffix "_composited", the "standard" protocol).
         self.val_protocols = {"": cfg.trainer.metric_protocol}
@@ -165,6 +165,8 @@ class BargainNetModule(L.LightningModule):
         composite, mask, real = self._inputs(batch)
         if self.needs_triplet_codes:
             outputs = self.model.training_forward(composite, mask, real)
+            if self.cfg.loss.discriminative and self.cfg.loss.background_triplet:
+                outputs["z_f_harm_frozen"] = frozen_encoder_code(self.model.encoder, outputs["harmonized"], mask)
         else:
             outputs = {"harmonized": self.model(composite, mask)}
         # bf16 autocast leaves codes in bf16 (3 significant digits): take the loss in fp32
