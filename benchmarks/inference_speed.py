@@ -9,6 +9,12 @@ ngf 64, 8 levels, 256 px, random weights: speed does not depend on their values)
         --model old_default=old.safetensors --model default=src/bargainnet/weights/default.safetensors
     python benchmarks/inference_speed.py --model default=... --backends pytorch,onnxruntime
 
+``NAME=SPEC@SRC`` runs that model with the package from another checkout's ``src`` folder, e.g. the
+code and default model of an earlier commit in the same run (``git worktree add /tmp/before REV``)::
+
+    python benchmarks/inference_speed.py --model before=/tmp/before/src/bargainnet/weights/default.safetensors@/tmp/before/src \
+        --model default=src/bargainnet/weights/default.safetensors
+
 Inputs: a JPEG composite made from a photo (the largest of /usr/share/backgrounds/mate/nature or
 ``--photo``, else scikit-image's astronaut) resized to the case's size, with an ellipse mask.
 """
@@ -147,8 +153,10 @@ def child_network(args) -> dict:
 
 
 def _spawn(extra: list[str], args, name: str, spec: str) -> dict:
+    spec, _, src = spec.partition("@")
+    env = {**os.environ, "PYTHONPATH": src} if src else None
     cmd = [sys.executable, __file__, "--threads", str(args.threads), "--tmp", args.tmp, "--name", name, "--spec", spec]
-    out = subprocess.run(cmd + extra, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd + extra, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -156,7 +164,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photo", type=Path)
     parser.add_argument("--model", action="append", metavar="NAME=SPEC",
-                        help="a model to time: NAME=weights.safetensors or NAME=paper (repeatable)")
+                        help="a model to time: NAME=weights.safetensors or NAME=paper, optionally @SRC: "
+                             "run it with the package in another checkout's src folder (repeatable)")
     parser.add_argument("--backends", default="pytorch", help="pytorch and/or onnxruntime, comma-separated")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
@@ -184,7 +193,7 @@ def main(argv=None) -> int:
             from bargainnet.inference.onnx import export_onnx
 
             for name, spec in models:
-                export_onnx(_model(spec), Path(tmp) / f"{name}.onnx")
+                export_onnx(_model(spec.partition("@")[0]), Path(tmp) / f"{name}.onnx")
         print(f"machine: {platform.machine()} {os.cpu_count()} CPUs ({args.threads} threads), "
               f"Python {platform.python_version()}, torch {torch.__version__}; "
               f"load average at start {os.getloadavg()[0]:.2f} (other processes share these cores)")

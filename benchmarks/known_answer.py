@@ -76,6 +76,7 @@ MASK_KINDS = ("object", "segment", "shape", "silhouette")
 SHAPES = ("ellipse", "rectangle", "polygon", "brush")
 REGISTRY_SIDE = 512  # long side of registry photos as stored
 PROTOCOL_SIZE = 256
+MODEL_ROW_VERSION = "|v2"  # models' cached rows: + own distances on every item, Table 2 flags
 IDENTITY_VISIBLE = 100.0  # fg-MSE above which an identity item counts as repainted
 
 # --------------------------------------------------------------------------------------------
@@ -764,6 +765,23 @@ class Method:
 
             self.harmonizer = Harmonizer.from_pretrained(weights)
 
+    def table2(self, composite: np.ndarray, real: np.ndarray, output: np.ndarray, mask: np.ndarray) -> str:
+        """The paper's six Table 2 requirements for one (composite, real, harmonized) triplet, as
+        six '0'/'1' characters: this model's E on the 256x256 views every inharmony score uses."""
+        import torch
+
+        from bargainnet.evaluation.analysis import requirement_flags
+        from bargainnet.inference.resolution import to_working_size
+        from bargainnet.models.base import INHARMONY_SIZE
+
+        views = [to_working_size(None, mask, INHARMONY_SIZE, rgb8=x, require_both=False) for x in (composite, real, output)]
+        comp, real_t, out = (torch.from_numpy(v.composite).permute(2, 0, 1)[None] * 2 - 1 for v in views)
+        m = torch.from_numpy(views[0].mask.astype(np.float32))[None, None]
+        model = self.harmonizer.runner.model
+        with torch.inference_mode():
+            codes = (model.domain_code(comp, 1 - m), model.domain_code(real_t, m), model.domain_code(out, m), model.domain_code(comp, m))
+        return "".join("1" if f else "0" for f in requirement_flags(*codes)[0])
+
     def __call__(self, composite_path: Path, mask_path: Path, composite_u8: np.ndarray, mask: np.ndarray):
         """-> (output uint8 (H, W, 3), before distance or None, after distance or None)."""
         if self.kind == "baseline":
@@ -879,13 +897,18 @@ def _cache_file(out: Path, method: "Method", manifest_sha: str, judge_sha: str) 
         from bargainnet.inference import default_weights_path
 
         weights_sha = _sha256(default_weights_path())
-    key = hashlib.sha256(f"{method.name}|{weights_sha}|{manifest_sha}|{judge_sha}".encode()).hexdigest()[:16]
+    version = MODEL_ROW_VERSION if method.kind == "model" else ""
+    key = hashlib.sha256(f"{method.name}|{weights_sha}|{manifest_sha}|{judge_sha}{version}".encode()).hexdigest()[:16]
     return out / "cache" / f"{method.name}-{key}.json"
 
 
 def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, limit: int | None = None,
-        threads: int = 1, progress: bool = True, command: str = "", reuse: bool = True) -> dict[str, Any]:
+        threads: int = 1, progress: bool = True, command: str = "", reuse: bool = True,
+        judge_weights: str | None = None) -> dict[str, Any]:
     """Run every method on every item; write results.json, results.md, per_item.csv, sheets.
+
+    The real cut-outs have no answer: every output is scored by one judge, the inharmony distance
+    of ``judge_weights`` (default: the bundled default model).
 
     With ``reuse``, a method's per-item numbers from an earlier run into the same ``out`` (same
     method, weights file content, manifest and judge) are read back instead of recomputed; the
@@ -905,11 +928,11 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
     out.mkdir(parents=True, exist_ok=True)
     t_load = time.time()
     cols = [Method(name, w) for name, w in methods]
-    judge = next((m for m in cols if m.name == "default"), None) or Method("default")
-    manifest_sha = _sha256(manifest_file)
     from bargainnet.inference import default_weights_path
 
-    judge_sha = _sha256(default_weights_path())
+    judge = Method("judge", judge_weights)
+    manifest_sha = _sha256(manifest_file)
+    judge_sha = _sha256(Path(judge_weights) if judge_weights else default_weights_path())
     caches = {m.name: _cache_file(out, m, manifest_sha, judge_sha) for m in cols}
     cached: dict[str, dict[str, dict]] = {}
     for m in cols:
@@ -953,9 +976,12 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
                 row[f"{m.name}.psnr"] = pm["psnr"]
                 row[f"{m.name}.fmse"] = pm["fmse"]
                 row[f"{m.name}.fg_mse"] = fg_mse(output, real, mask)
+            if m.kind == "model" or it["group"] == "cutout":  # baselines: None
+                row[f"{m.name}.own_before"], row[f"{m.name}.own_after"] = before, after
+                if m.kind == "model" and real is not None and it["group"] == "perturbed":
+                    row[f"{m.name}.table2"] = m.table2(comp, real, output, mask)
             if it["group"] == "cutout":
                 row[f"{m.name}.judge_after"] = judge.harmonizer.score(output, mask).distance
-                row[f"{m.name}.own_before"], row[f"{m.name}.own_after"] = before, after
             if it["id"] in wanted:
                 kept[it["id"]][m.name] = output
                 if real is not None:
@@ -976,6 +1002,7 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
                      "seconds_per_item": round(seconds[m.name] / max(1, computed[m.name]), 4),
                      "computed_items": computed[m.name]} for m in cols},
         "command": command, "threads": threads, "environment": environment(),
+        "judge": judge_weights or "bundled default model",
         "wall_seconds": round(time.time() - t_load, 1), "sources": manifest.get("sources", []),
     })
     atomic_write_text(out / "results.json", json.dumps(json_safe(results), indent=1, allow_nan=False))
@@ -1053,9 +1080,23 @@ def summarise(per_item: list[dict[str, Any]], names: list[str]) -> dict[str, Any
             # 100 is the synthesizer's smallest change that counts as a composite.
             "changed": float(np.mean([r[f"{n}.fg_mse"] > IDENTITY_VISIBLE for r in rows])),
             "mse": _mean([r[f"{n}.mse"] for r in rows])} for n in names}}
+    models = [n for n in names if pert and f"{n}.table2" in pert[0]]
+    if models:
+        from bargainnet.evaluation.analysis import requirement_rates
+
+        res["table2"] = {n: requirement_rates(np.array([[c == "1" for c in r[f"{n}.table2"]] for r in pert])) for n in models}
+        res["inharmony"] = {}
+        for n in models:  # the model's own d(z_b, z̃_f) of its inputs: unperturbed photos vs composites
+            d_id = np.array([r[f"{n}.own_before"] for r in ident], float)
+            d_comp = np.array([r[f"{n}.own_before"] for r in pert], float)
+            res["inharmony"][n] = {
+                "identity": _mean(d_id), "composite": _mean(d_comp),
+                # the share of (unperturbed, composite) pairs ranked right: ROC AUC of d as a detector
+                "auc": float(np.mean(d_id[:, None] < d_comp[None, :]) + 0.5 * np.mean(d_id[:, None] == d_comp[None, :]))
+                if len(d_id) and len(d_comp) else float("nan")}
     cut = [r for r in per_item if r["group"] == "cutout"]
     if cut:
-        res["cutouts"] = {"n": len(cut), "judge": "default model (Harmonizer.score on each output)", **{n: {
+        res["cutouts"] = {"n": len(cut), **{n: {
             "judge_before": _mean([r["judge_before"] for r in cut]),
             "judge_after": _mean([r[f"{n}.judge_after"] for r in cut]),
             "judge_lower": float(np.mean([r[f"{n}.judge_after"] < r["judge_before"] - 1e-6 for r in cut])),
@@ -1135,11 +1176,26 @@ def markdown(res: dict[str, Any], names: list[str]) -> str:
                 f"{_f(v[n]['fg_mse'])} / {_f(v[n]['fg_mse_median'])} / {_f(v[n]['fg_mse_max'], 0)} / {_f(100 * v[n]['changed'], 0)} %"
                 for v in res["identity"].values()) + " |")
         L += [""]
+    if res.get("table2"):
+        from bargainnet.evaluation.analysis import PAPER_TABLE2_TEST, REQUIREMENTS
+
+        L += ["## The domain code on held-out composites — the paper's Table 2 (perturbed items)", "",
+              "Share of (composite, real, harmonized) triplets meeting each requirement, each model's own E on "
+              "the 256×256 views; b = background, f = real foreground, f̂ = harmonized, f̃ = composite.", "",
+              "| model | " + " | ".join(name for name, _ in REQUIREMENTS) + " | all six |",
+              "|---|" + "---:|" * (len(REQUIREMENTS) + 1),
+              "| paper (iHarmony4 test) | " + " | ".join(_f(v) for v in PAPER_TABLE2_TEST) + " |"]
+        L += [f"| {n} | " + " | ".join(_f(v) for v in rates) + " |" for n, rates in res["table2"].items()]
+        L += ["", "**Inharmony distance d(z_b, z̃_f) of the inputs** (each model's own E, 256×256): unperturbed "
+              "photos (identity set) vs composites; AUC = share of (unperturbed, composite) pairs where the "
+              "composite has the larger distance.", "", "| model | identity | composites | AUC |", "|---|---:|---:|---:|"]
+        L += [f"| {n} | {_f(v['identity'], 3)} | {_f(v['composite'], 3)} | {_f(v['auc'], 3)} |" for n, v in res["inharmony"].items()]
+        L += [""]
     if res.get("cutouts"):
         c = res["cutouts"]
         L += [f"## Real cut-outs — Tux Paint photo stamps on held-out backgrounds (n={c['n']}, no ground truth)", "",
-              "Inharmony distance d(z_b, z̃_f) measured by the default model on each method's output "
-              "(`Harmonizer.score`, the model's own working size); 'own' = the model's result.before/after.", "",
+              f"Inharmony distance d(z_b, z̃_f) measured by one judge ({res['judge']}) on each method's output "
+              "(`Harmonizer.score`, 256×256); 'own' = the model's own result.before/after.", "",
               "| method | judge before | judge after | judge lower | own before | own after | own lower |", "|---|---:|---:|---:|---:|---:|---:|"]
         for n in names:
             s = c[n]
@@ -1175,6 +1231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--methods", default="composite,reinhard,histogram,covariance,default",
                    help="comma-separated: composite, reinhard, histogram, covariance, default (the bundled model)")
     p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PATH", help="extra models (.safetensors) as columns")
+    p.add_argument("--judge", metavar="PATH", help="the model whose inharmony distance scores the real cut-outs' "
+                   "outputs (default: the bundled default model)")
     p.add_argument("-o", "--out", type=Path, default=Path("outputs/known_answer"))
     p.add_argument("--limit", type=int, help="N items spread over the manifest (a quick look)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -1195,7 +1253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             methods = parse_methods(args.methods, args.weights)
             res = run(args.items, methods, args.out, limit=args.limit, threads=args.threads, progress=not args.quiet,
-                      reuse=not args.no_reuse,
+                      reuse=not args.no_reuse, judge_weights=args.judge,
                       command="python benchmarks/known_answer.py " + " ".join(sys.argv[1:] if argv is None else argv))
             print(markdown(res, [n for n, _ in methods]).split("## By")[0])
             print(f"written to {args.out}")

@@ -82,7 +82,7 @@ def test_geometric_masks_and_stamp_hash(ka):
     assert ka.flat_share(flat) == 1.0 and ka.flat_share(noisy) < ka.PHOTO_FLAT_MAX
 
 
-def test_build_items_on_tiny_inputs(ka, tmp_path):
+def _tiny_items(ka, tmp_path):
     stamps_dir = tmp_path / "stamps"
     stamps_dir.mkdir()
     stamps = []
@@ -103,7 +103,11 @@ def test_build_items_on_tiny_inputs(ka, tmp_path):
     writer = ka.ItemWriter(tmp_path / "ka")
     ka.build_items(writer, lalonde, registry, stamps, registry_masks={"object": 1, "segment": 1, "shape": 1, "silhouette": 1},
                    lalonde_identity_every=2, n_cutouts=3, progress=False)
-    items = writer.items
+    return writer.items
+
+
+def test_build_items_on_tiny_inputs(ka, tmp_path):
+    items = _tiny_items(ka, tmp_path)
     groups = {g: [it for it in items if it["group"] == g] for g in ("perturbed", "identity", "cutout")}
     assert len(groups["cutout"]) == 3
     # registry: photo a has 3 mask kinds, b has 4; each mask gives 1 identity + 4 families
@@ -126,3 +130,26 @@ def test_build_items_on_tiny_inputs(ka, tmp_path):
             assert not np.array_equal(comp[mask], real[mask])
             assert it["params"]["fmse"] > 0
     json.dumps(items)  # the manifest entries are JSON-able
+
+
+def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path):
+    import torch
+
+    from bargainnet.models.color_transform import ColorTransformNet
+    from bargainnet.models.convert import save_weights
+
+    items = _tiny_items(ka, tmp_path)
+    (tmp_path / "ka" / "manifest.json").write_text(json.dumps({"items": items, "sources": []}))
+    torch.manual_seed(0)
+    weights = tmp_path / "ct.safetensors"
+    save_weights(ColorTransformNet(width=4, depth=2, encoder_width=4, code_dim=4, grid=2, curve_knots=4, image_size=64), weights)
+    methods = ka.parse_methods("composite,reinhard", [f"ct={weights}"])
+    res = ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, judge_weights=str(weights))
+    assert set(res["table2"]) == {"ct"} and len(res["table2"]["ct"]) == 7
+    assert all(0 <= v <= 100 for v in res["table2"]["ct"])
+    inh = res["inharmony"]["ct"]
+    assert inh["identity"] >= 0 and inh["composite"] >= 0 and 0 <= inh["auc"] <= 1
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert "Table 2" in report and "all six" in report and str(weights) in report
+    rows = (tmp_path / "out" / "per_item.csv").read_text().splitlines()
+    assert "ct.table2" in rows[0]
