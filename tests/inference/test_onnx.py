@@ -55,3 +55,16 @@ def test_runner_metadata_and_errors(exported, tmp_path):
         export_onnx(model, path, inputs=(path,))
     with pytest.raises(InputError, match="multiple of 32"):
         export_onnx(model, tmp_path / "m.onnx", size=80)
+
+
+def test_colour_transform_family_exports(tmp_path):
+    # its pooling is written as matrix products so that the exporter takes any pair of sizes
+    from bargainnet.models.color_transform import ColorTransformNet
+
+    torch.manual_seed(0)
+    model = ColorTransformNet(width=4, depth=5, code_dim=4, encoder_width=4, grid=8, curve_knots=4, image_size=128).eval()
+    with torch.no_grad():  # not the identity, so that the comparison means something
+        for p in model.generator.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = export_onnx(model, tmp_path / "ct.onnx", size=128)
+    assert compare_with_torch(model, path, batch=2, seed=1) <= 1e-4

@@ -87,6 +87,23 @@ def _masked_mean(x: Tensor, weight: Tensor) -> Tensor:
     return (x * weight).sum((2, 3)) / weight.sum((2, 3)).clamp(min=1e-6)
 
 
+def _pool_matrix(n: int, cells: int, like: Tensor) -> Tensor:
+    """(cells, n): row i averages the inputs [floor(i·n/cells), ceil((i+1)·n/cells)), the regions
+    of ``adaptive_avg_pool``."""
+    i = torch.arange(cells)
+    lo, hi = (i * n) // cells, ((i + 1) * n + cells - 1) // cells
+    j = torch.arange(n)
+    w = ((j[None] >= lo[:, None]) & (j[None] < hi[:, None])).to(like.dtype)
+    return (w / w.sum(1, keepdim=True)).to(like.device)
+
+
+def _adaptive_pool(x: Tensor, size) -> Tensor:
+    """``F.adaptive_avg_pool2d(x, size)`` (= area interpolation) as two small matrix products,
+    which the ONNX export can write at any pair of sizes (sizes are fixed by the working size)."""
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    return _pool_matrix(h, int(size[0]), x) @ x @ _pool_matrix(w, int(size[1]), x).T
+
+
 def _color_stats(image: Tensor, mask: Tensor) -> Tensor:
     """(B, 12): per-channel mean and standard deviation of the foreground, then of the background."""
     out = []
@@ -144,7 +161,7 @@ class TransformPredictor(nn.Module):
             x = stage(x)
             feats.append(x)
         last = feats[-1]
-        m = F.interpolate(mask, size=last.shape[-2:], mode="area")
+        m = _adaptive_pool(mask, last.shape[-2:])
         pooled_f, pooled_b = _masked_mean(last, m), _masked_mean(last, 1 - m)
         inputs = [pooled_f, pooled_b, code]
         if c.color_stats:
@@ -157,7 +174,7 @@ class TransformPredictor(nn.Module):
             size = (c.grid, c.grid)
             mid = feats[min(len(feats) - 1, 2)]
             glob = pooled_f[:, :, None, None].expand(-1, -1, *size)
-            local_in = torch.cat([F.adaptive_avg_pool2d(last, size), F.adaptive_avg_pool2d(mid, size), glob], 1)
+            local_in = torch.cat([_adaptive_pool(last, size), _adaptive_pool(mid, size), glob], 1)
             params["grid"] = self.local_head(local_in)  # (B, 12, grid, grid)
         return params
 
