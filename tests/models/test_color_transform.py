@@ -4,6 +4,7 @@ float64 formulas, resolution/crop consistency, gradients, weights and training-c
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from bargainnet.models.color_transform import ColorTransformConfig, ColorTransformNet, apply_params
 from bargainnet.models.convert import load_weights, save_weights
@@ -208,3 +209,20 @@ def test_8bit_pixels_give_the_float_paths_numbers(parts):
     as_float = torch.from_numpy(np.multiply(x8.numpy(), np.float32(1 / 255), dtype=np.float32))
     window = (0.25, 0.1, 0.5, 0.8)
     assert torch.equal(apply_params(x8, params, window), apply_params(as_float, params, window))
+
+
+def test_multiscale_pooling_reads_every_stage_and_starts_as_the_identity():
+    torch.manual_seed(0)
+    model = ColorTransformNet(width=4, depth=3, code_dim=4, encoder_width=4, grid=2, curve_knots=4, image_size=64, multiscale=True)
+    assert model.generator.global_head[0].in_features == 2 * (4 + 8 + 16) + 4
+    c = torch.rand(2, 3, 64, 64) * 2 - 1
+    m = torch.zeros(2, 1, 64, 64)
+    m[:, :, 8:30, 10:40] = 1
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(c, m), c, atol=1e-6)
+    # the first stage's pooled features reach the global transform
+    nn.init.normal_(model.generator.global_head[-1].weight, std=0.1)
+    model.train()
+    params = model.predict(c, m)
+    params["affine"].sum().backward()
+    assert model.generator.stages[0][0].weight.grad.abs().sum() > 0

@@ -55,6 +55,9 @@ class ColorTransformConfig(ModelConfig):
     # the global head also reads the foreground's and background's colour statistics (mean, std per
     # channel), the numbers classical colour transfer works from
     color_stats: bool = False
+    # the global head also reads the foreground's and background's features pooled at every stage
+    # (not only the last, where a 4x4 map at 128 px blurs a small object into its surroundings)
+    multiscale: bool = False
 
     architecture: ClassVar[str] = "color_transform"
 
@@ -119,7 +122,8 @@ class TransformPredictor(nn.Module):
 
     A strided CNN over cat[Ĩ, M, Z_b] (the code replicated over the image, scaled by the published
     learnable ``clamp(w, 0.001)``); the global head reads the features pooled over the foreground
-    and over the background plus z_b; the local head reads the features resampled to the grid.
+    and over the background (of the last stage, or with ``multiscale`` of every stage) plus z_b;
+    the local head reads the features resampled to the grid.
     """
 
     def __init__(self, config: ColorTransformConfig):
@@ -137,8 +141,9 @@ class TransformPredictor(nn.Module):
         hidden = max(64, feat)
         n_global = 12 + 3 * c.curve_knots
         n_stats = 12 if c.color_stats else 0
+        pooled = sum(chans) if c.multiscale else feat
         self.global_head = nn.Sequential(
-            nn.Linear(2 * feat + c.code_dim + n_stats, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, n_global)
+            nn.Linear(2 * pooled + c.code_dim + n_stats, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, n_global)
         )
         self.local_head = None
         if c.grid > 0:
@@ -164,6 +169,11 @@ class TransformPredictor(nn.Module):
         m = _adaptive_pool(mask, last.shape[-2:])
         pooled_f, pooled_b = _masked_mean(last, m), _masked_mean(last, 1 - m)
         inputs = [pooled_f, pooled_b, code]
+        if c.multiscale:
+            inputs = [code]
+            for f in feats:
+                mf = _adaptive_pool(mask, f.shape[-2:])
+                inputs += [_masked_mean(f, mf), _masked_mean(f, 1 - mf)]
         if c.color_stats:
             inputs.append(_color_stats(composite, mask))
         g = self.global_head(torch.cat(inputs, 1))
