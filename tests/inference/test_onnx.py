@@ -57,12 +57,14 @@ def test_runner_metadata_and_errors(exported, tmp_path):
         export_onnx(model, tmp_path / "m.onnx", size=80)
 
 
-def test_colour_transform_family_exports(tmp_path):
+@pytest.mark.parametrize("decoder_levels", [0, 3])
+def test_colour_transform_family_exports(tmp_path, decoder_levels):
     # its pooling is written as matrix products so that the exporter takes any pair of sizes
     from bargainnet.models.color_transform import ColorTransformNet
 
     torch.manual_seed(0)
-    model = ColorTransformNet(width=4, depth=5, code_dim=4, encoder_width=4, grid=8, curve_knots=4, image_size=128).eval()
+    model = ColorTransformNet(width=4, depth=5, code_dim=4, encoder_width=4, grid=8, curve_knots=4, image_size=128,
+                              multiscale=True, decoder_levels=decoder_levels).eval()
     with torch.no_grad():  # not the identity, so that the comparison means something
         for p in model.generator.parameters():
             p.add_(torch.randn_like(p) * 0.05)

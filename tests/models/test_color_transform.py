@@ -155,15 +155,17 @@ def test_lattice_interpolation_equals_grid_sample():
     from bargainnet.models.color_transform import _interpolation_weights
 
     torch.manual_seed(4)
-    lattice = torch.randn(2, 12, 5, 7, dtype=torch.float64)
-    h, w, window = 33, 20, (0.1, 0.3, 0.6, 0.5)
-    ys = (window[0] + (torch.arange(h, dtype=torch.float64) + 0.5) / h * window[2]) * 2 - 1
-    xs = (window[1] + (torch.arange(w, dtype=torch.float64) + 0.5) / w * window[3]) * 2 - 1
-    where = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).unsqueeze(0).expand(2, -1, -1, -1)
-    ref = F.grid_sample(lattice, where, mode="bilinear", padding_mode="border", align_corners=False)
-    wy = _interpolation_weights(h, 5, window[0], window[2], lattice)
-    wx = _interpolation_weights(w, 7, window[1], window[3], lattice)
-    assert torch.allclose(wy @ lattice @ wx.T, ref, atol=1e-12)
+    for cells in ((5, 7), (1, 7), (32, 32)):
+        lattice = torch.randn(2, 12, *cells, dtype=torch.float64)
+        h, w, window = 33, 20, (0.1, 0.3, 0.6, 0.5)
+        ys = (window[0] + (torch.arange(h, dtype=torch.float64) + 0.5) / h * window[2]) * 2 - 1
+        xs = (window[1] + (torch.arange(w, dtype=torch.float64) + 0.5) / w * window[3]) * 2 - 1
+        where = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).unsqueeze(0).expand(2, -1, -1, -1)
+        ref = F.grid_sample(lattice, where, mode="bilinear", padding_mode="border", align_corners=False)
+        wy = _interpolation_weights(h, cells[0], window[0], window[2], lattice)
+        wx = _interpolation_weights(w, cells[1], window[1], window[3], lattice)
+        got = wy @ lattice @ wx.T
+        assert torch.allclose(got, ref, atol=1e-12), cells
 
 
 def test_curve_global_and_local_match_a_two_pass_numpy_reference():
@@ -226,3 +228,17 @@ def test_multiscale_pooling_reads_every_stage_and_starts_as_the_identity():
     params = model.predict(c, m)
     params["affine"].sum().backward()
     assert model.generator.stages[0][0].weight.grad.abs().sum() > 0
+
+
+def test_decoder_predicts_a_dense_lattice_from_identity():
+    torch.manual_seed(0)
+    model = ColorTransformNet(width=4, depth=4, code_dim=4, encoder_width=4, grid=8, curve_knots=4, image_size=64, decoder_levels=2)
+    c = torch.rand(2, 3, 64, 64) * 2 - 1
+    m = torch.zeros(2, 1, 64, 64)
+    m[:, :, 8:30, 10:40] = 1
+    params = model.predict(c, m)
+    assert params["grid"].shape == (2, 12, 16, 16)  # 64 / 2**(4 - 2)
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(c, m), c, atol=1e-6)
+    with pytest.raises(ValueError, match="decoder_levels"):
+        ColorTransformNet(depth=3, decoder_levels=3)

@@ -58,6 +58,12 @@ class ColorTransformConfig(ModelConfig):
     # the global head also reads the foreground's and background's features pooled at every stage
     # (not only the last, where a 4x4 map at 128 px blurs a small object into its surroundings)
     multiscale: bool = False
+    # 0: the local lattice is grid x grid, from pooled features. k > 0: a decoder (k upsampling
+    # levels with skip connections, as a U-Net's) predicts the lattice densely at the working size
+    # / 2**(depth - k), e.g. 32x32 at 128 px with depth 5 and k = 3 (``grid`` > 0 still switches
+    # the local transform on). Per-pixel transform maps from a U-Net learn far faster than pooled
+    # ones (docs/evaluation.md).
+    decoder_levels: int = 0
 
     architecture: ClassVar[str] = "color_transform"
 
@@ -65,6 +71,8 @@ class ColorTransformConfig(ModelConfig):
         for name in ("width", "depth", "code_dim", "encoder_width"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.decoder_levels < self.depth:
+            raise ValueError(f"decoder_levels must be in [0, depth), got {self.decoder_levels} with depth {self.depth}")
         if self.grid < 0 or self.curve_knots < 0 or self.curve_knots == 1:
             raise ValueError(f"grid must be >= 0 and curve_knots 0 or >= 2, got {self.grid}, {self.curve_knots}")
 
@@ -83,6 +91,10 @@ def _stage(cin: int, cout: int) -> nn.Sequential:
         nn.BatchNorm2d(cout),
         nn.LeakyReLU(0.2),
     )
+
+
+def _up_stage(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2))
 
 
 def _masked_mean(x: Tensor, weight: Tensor) -> Tensor:
@@ -123,7 +135,8 @@ class TransformPredictor(nn.Module):
     A strided CNN over cat[Ĩ, M, Z_b] (the code replicated over the image, scaled by the published
     learnable ``clamp(w, 0.001)``); the global head reads the features pooled over the foreground
     and over the background (of the last stage, or with ``multiscale`` of every stage) plus z_b;
-    the local head reads the features resampled to the grid.
+    the local head reads the features resampled to the grid, or with ``decoder_levels`` the output
+    of a small U-Net decoder over the stages.
     """
 
     def __init__(self, config: ColorTransformConfig):
@@ -146,7 +159,17 @@ class TransformPredictor(nn.Module):
             nn.Linear(2 * pooled + c.code_dim + n_stats, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, n_global)
         )
         self.local_head = None
-        if c.grid > 0:
+        self.decoder = None
+        if c.grid > 0 and c.decoder_levels:
+            ups, cin = [], feat
+            for skip in reversed(chans[-1 - c.decoder_levels : -1]):
+                ups.append(_up_stage(cin + skip, skip))
+                cin = skip
+            self.decoder = nn.ModuleList(ups)
+            self.local_head = nn.Sequential(
+                nn.Conv2d(cin + feat, hidden, 1), nn.LeakyReLU(0.2), nn.Conv2d(hidden, 12, 1)
+            )
+        elif c.grid > 0:
             mid = chans[min(len(chans) - 1, 2)]
             self.local_head = nn.Sequential(
                 nn.Conv2d(feat + mid + feat, hidden, 1), nn.LeakyReLU(0.2), nn.Conv2d(hidden, 12, 1)
@@ -180,7 +203,13 @@ class TransformPredictor(nn.Module):
         params = {"affine": g[:, :12].view(b, 3, 4)}
         if c.curve_knots:
             params["curve"] = g[:, 12:].view(b, 3, c.curve_knots)
-        if self.local_head is not None:
+        if self.decoder is not None:
+            x = last
+            for up, skip in zip(self.decoder, reversed(feats[-1 - c.decoder_levels : -1])):
+                x = up(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1))
+            glob = pooled_f[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+            params["grid"] = self.local_head(torch.cat([x, glob], 1))  # (B, 12, h/2**(depth-k), w/...)
+        elif self.local_head is not None:
             size = (c.grid, c.grid)
             mid = feats[min(len(feats) - 1, 2)]
             glob = pooled_f[:, :, None, None].expand(-1, -1, *size)
@@ -258,10 +287,10 @@ def apply_params(x: Tensor, params: dict[str, Tensor], grid_window: tuple[float,
     b, _, h, w = x.shape
     top, left, hh, ww = grid_window or (0.0, 0.0, 1.0, 1.0)
     lattice = _compose_with_global(params["grid"].to(y.dtype), a)
-    gh, gw = lattice.shape[-2:]
     # bilinear interpolation of the lattice at the pixel centres, separably: Wy · lattice · Wxᵀ
-    wy = _interpolation_weights(h, gh, top, hh, y)
-    wx = _interpolation_weights(w, gw, left, ww, y)
+    # (dense weight matrices: a matrix product beats gathering two entries per pixel on a CPU)
+    wy = _interpolation_weights(h, lattice.shape[-2], top, hh, y)
+    wx = _interpolation_weights(w, lattice.shape[-1], left, ww, y)
     local = wy @ lattice @ wx.T  # (B, 12, h, w)
     return _apply_affine(y, local[:, :9].view(b, 3, 3, h, w), local[:, 9:]).clamp(0, 1)
 
