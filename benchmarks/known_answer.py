@@ -76,7 +76,9 @@ MASK_KINDS = ("object", "segment", "shape", "silhouette")
 SHAPES = ("ellipse", "rectangle", "polygon", "brush")
 REGISTRY_SIDE = 512  # long side of registry photos as stored
 PROTOCOL_SIZE = 256
-MODEL_ROW_VERSION = "|v2"  # models' cached rows: + own distances on every item, Table 2 flags
+# Part of every cache key: bump it when what a cached row holds changes (v2: models' own distances
+# on every item and Table 2 flags; the judge scores at 256x256 since the scale was fixed).
+CACHE_VERSION = "v2"
 IDENTITY_VISIBLE = 100.0  # fg-MSE above which an identity item counts as repainted
 
 # --------------------------------------------------------------------------------------------
@@ -897,8 +899,7 @@ def _cache_file(out: Path, method: "Method", manifest_sha: str, judge_sha: str) 
         from bargainnet.inference import default_weights_path
 
         weights_sha = _sha256(default_weights_path())
-    version = MODEL_ROW_VERSION if method.kind == "model" else ""
-    key = hashlib.sha256(f"{method.name}|{weights_sha}|{manifest_sha}|{judge_sha}{version}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{method.name}|{weights_sha}|{manifest_sha}|{judge_sha}|{CACHE_VERSION}".encode()).hexdigest()[:16]
     return out / "cache" / f"{method.name}-{key}.json"
 
 
