@@ -4,6 +4,7 @@ ablations, schedules (bargainnet.training)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 
 import lightning as L
@@ -287,3 +288,29 @@ def test_checkpoints_with_a_schedule_load_weights_only_and_resume(tiny_root, tmp
     result = train(tiny("trainer.max_steps=4", *overrides), tmp_path / "r", data_root=tiny_root, resume="auto", **QUIET)
     assert result.global_step == 4
     model_from_checkpoint(tmp_path / "r" / "last.ckpt")
+
+
+def test_init_weights_starts_a_fresh_run_from_a_weights_file(tiny_root, tmp_path):
+    from bargainnet.errors import InputError
+    from bargainnet.models.convert import save_weights
+    from bargainnet.models.registry import create_model
+
+    cfg = tiny("trainer.max_steps=1", "trainer.val_every_n_steps=0", "data.batch_size=2")
+    torch.manual_seed(123)
+    start = create_model(cfg.architecture, cfg.model)
+    save_weights(start, tmp_path / "start.safetensors")
+
+    class FirstWeights(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.state = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+
+    seen = FirstWeights()
+    train(cfg, tmp_path / "r", data_root=tiny_root, init_weights=tmp_path / "start.safetensors", callbacks=[seen], **QUIET)
+    for k, v in start.state_dict().items():
+        assert torch.equal(seen.state[k], v), k
+    other = create_model(cfg.architecture, dataclasses.replace(cfg.model, ngf=cfg.model.ngf * 2))
+    save_weights(other, tmp_path / "other.safetensors")
+    with pytest.raises(InputError, match="ngf"):
+        train(cfg, tmp_path / "r2", data_root=tiny_root, init_weights=tmp_path / "other.safetensors", **QUIET)
+    with pytest.raises(InputError, match="not found"):
+        train(cfg, tmp_path / "r3", data_root=tiny_root, init_weights=tmp_path / "none.safetensors", **QUIET)

@@ -61,6 +61,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", help="32 or bf16-mixed (also 16-mixed, bf16-true) (trainer.precision)")
     parser.add_argument("--strategy", help="auto, ddp, ddp_spawn, fsdp ... (trainer.strategy)")
     parser.add_argument("--num-nodes", type=int, help="machines taking part (trainer.num_nodes)")
+    parser.add_argument("--init-weights", metavar="W", help="start a new run from these weights (.safetensors of the "
+                        "same architecture, e.g. to fine-tune the default model on your own composites)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch jobs)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="configuration overrides")
 
@@ -131,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         stream_images=args.stream_images,
         stream_masks=args.stream_masks,
         resume=str(resume_path) if resume_path is not None else None,
+        init_weights=args.init_weights,
         progress_bar=not args.no_progress,
         command=["bargainnet", *sys.argv[1:]],
     )

@@ -105,6 +105,22 @@ def _loggers(out_dir: Path) -> list:
     return loggers
 
 
+def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
+    """Copy a weights file into ``model``; InputError when it is another architecture or shape."""
+    from ..models.convert import load_weights
+
+    if not path.is_file():
+        raise InputError(f"--init-weights: file not found: {path}")
+    source = load_weights(path)
+    theirs, ours = getattr(source, "architecture", "bargainnet"), getattr(model, "architecture", "bargainnet")
+    a, b = source.config.to_dict(), model.config.to_dict()
+    differ = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k != "image_size" and a.get(k) != b.get(k)}
+    if theirs != ours or differ:
+        raise InputError(f"--init-weights {path}: its model ({theirs}) differs from the configuration's ({ours}): "
+                         f"(weights, configuration) = {differ}")
+    model.load_state_dict(source.state_dict())
+
+
 def train(
     config: TrainConfig,
     out_dir: str | os.PathLike,
@@ -112,6 +128,7 @@ def train(
     stream_images: str | os.PathLike | None = None,
     stream_masks: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
+    init_weights: str | os.PathLike | None = None,
     callbacks: Sequence = (),
     loggers: bool = True,
     progress_bar: bool = True,
@@ -122,6 +139,8 @@ def train(
     """Train (or resume) a run in ``out_dir``; see the module docstring for the folder layout.
 
     ``resume``: None (fresh; refuses a folder with checkpoints), ``"auto"`` or a checkpoint.
+    ``init_weights``: a weights file of ``config``'s model that a fresh run starts from (fine-tuning);
+    a resumed run continues from its checkpoint instead.
     Raises :class:`InputError` for bad data/config, :class:`OutputError` for an unusable run
     folder and :class:`NonFiniteLossError` when the loss diverges.
     """
@@ -137,6 +156,8 @@ def train(
     t = config.trainer
     L.seed_everything(t.seed, workers=True, verbose=False)
     module = BargainNetModule(config)
+    if init_weights is not None and resume_path is None:
+        _load_initial_weights(module.model, Path(init_weights))
     module.image_dir = out_dir / "images"
     data = BargainNetDataModule(
         config.data, data_root, stream_images, stream_masks, seed=t.seed, validate=t.val_every_n_steps > 0
@@ -190,6 +211,7 @@ def train(
                 "stream_images": str(stream_images) if stream_images is not None else None,
                 "stream_masks": str(stream_masks) if stream_masks is not None else None,
                 "resumed_from": str(resume_path) if resume_path is not None else None,
+                "init_weights": str(init_weights) if init_weights is not None and resume_path is None else None,
                 "world_size": trainer.world_size,
                 "machine": _machine(),
             },
