@@ -76,6 +76,10 @@ MASK_KINDS = ("object", "segment", "shape", "silhouette")
 SHAPES = ("ellipse", "rectangle", "polygon", "brush")
 REGISTRY_SIDE = 512  # long side of registry photos as stored
 PROTOCOL_SIZE = 256
+# The fixed judge of the real cut-outs: the bundled default model until 2026-11-30 (BargainNet
+# U-Net, ngf 32, 128 px, trained on Lalonde-Efros composites), kept so that every candidate —
+# later defaults included — is scored by the same extractor.
+JUDGE = Path(__file__).resolve().parent / "models" / "judge_unet128.safetensors"
 # Part of every cache key: bump it when what a cached row holds changes (v2: models' own distances
 # on every item and Table 2 flags; the judge scores at 256x256 since the scale was fixed).
 CACHE_VERSION = "v2"
@@ -909,7 +913,7 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
     """Run every method on every item; write results.json, results.md, per_item.csv, sheets.
 
     The real cut-outs have no answer: every output is scored by one judge, the inharmony distance
-    of ``judge_weights`` (default: the bundled default model).
+    of ``judge_weights`` (default: :data:`JUDGE`).
 
     With ``reuse``, a method's per-item numbers from an earlier run into the same ``out`` (same
     method, weights file content, manifest and judge) are read back instead of recomputed; the
@@ -931,9 +935,10 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
     cols = [Method(name, w) for name, w in methods]
     from bargainnet.inference import default_weights_path
 
+    judge_weights = judge_weights or str(JUDGE if JUDGE.is_file() else default_weights_path())
     judge = Method("judge", judge_weights)
     manifest_sha = _sha256(manifest_file)
-    judge_sha = _sha256(Path(judge_weights) if judge_weights else default_weights_path())
+    judge_sha = _sha256(Path(judge_weights))
     caches = {m.name: _cache_file(out, m, manifest_sha, judge_sha) for m in cols}
     cached: dict[str, dict[str, dict]] = {}
     for m in cols:
@@ -1003,7 +1008,7 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
                      "seconds_per_item": round(seconds[m.name] / max(1, computed[m.name]), 4),
                      "computed_items": computed[m.name]} for m in cols},
         "command": command, "threads": threads, "environment": environment(),
-        "judge": judge_weights or "bundled default model",
+        "judge": judge_weights,
         "wall_seconds": round(time.time() - t_load, 1), "sources": manifest.get("sources", []),
     })
     atomic_write_text(out / "results.json", json.dumps(json_safe(results), indent=1, allow_nan=False))
@@ -1233,7 +1238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="comma-separated: composite, reinhard, histogram, covariance, default (the bundled model)")
     p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PATH", help="extra models (.safetensors) as columns")
     p.add_argument("--judge", metavar="PATH", help="the model whose inharmony distance scores the real cut-outs' "
-                   "outputs (default: the bundled default model)")
+                   "outputs (default: benchmarks/models/judge_unet128.safetensors)")
     p.add_argument("-o", "--out", type=Path, default=Path("outputs/known_answer"))
     p.add_argument("--limit", type=int, help="N items spread over the manifest (a quick look)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
