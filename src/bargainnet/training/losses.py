@@ -98,6 +98,7 @@ class LossConfig:
 
     @property
     def discriminative(self) -> bool:
+        """Whether E is trained by the discriminative objective (see ``encoder_objective``)."""
         return self.encoder_objective == "discriminative"
 
     @classmethod

@@ -98,9 +98,8 @@ class BargainNetModule(L.LightningModule):
         self.save_hyperparameters({"config": cfg.to_dict()})
         self.cfg = cfg
         self.model = create_model(cfg.architecture, cfg.model)
-        # Neither the code nor a triplet needs E: a plain forward skips E (and leaves no unused
-        # parameters for DDP to trip over).
-        self.needs_codes = getattr(cfg.model, "use_code", True) or cfg.loss.uses_codes
+        # No loss term needs E's codes of the real and harmonized foregrounds: a plain forward
+        # (and no unused parameters for DDP to trip over).
         self.needs_triplet_codes = cfg.loss.uses_codes
         # The configured protocol's metrics, and when that scores the raw output (published), the
         # composited output's too (suffix "_composited", the "standard" protocol).
