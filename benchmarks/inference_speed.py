@@ -83,6 +83,11 @@ def _model(spec: str):
     return load_weights(spec)
 
 
+def _onnx_path(tmp: str, name: str) -> Path:
+    """Where the parent process exports model NAME for the onnxruntime children."""
+    return Path(tmp) / f"{name}.onnx"
+
+
 def child_end_to_end(args) -> dict:
     """Load the model, then time read -> harmonize -> write for one case."""
     import torch
@@ -96,7 +101,7 @@ def child_end_to_end(args) -> dict:
     else:  # exported once by the parent process
         from bargainnet.inference.onnx import OnnxRunner
 
-        harmonizer = Harmonizer(runner=OnnxRunner(Path(args.tmp) / "model.onnx", threads=args.threads))
+        harmonizer = Harmonizer(runner=OnnxRunner(_onnx_path(args.tmp, args.name), threads=args.threads))
     rss_model = _peak_mib()
     comp, mask = Path(args.tmp) / f"{args.case}.jpg", Path(args.tmp) / f"{args.case}_mask.png"
     times, stages = [], []
@@ -137,7 +142,7 @@ def child_network(args) -> dict:
             with torch.inference_mode():
                 model.harmonize_with_inharmony(c, m)
     else:
-        runner = OnnxRunner(Path(args.tmp) / f"{args.name}.onnx", threads=args.threads)
+        runner = OnnxRunner(_onnx_path(args.tmp, args.name), threads=args.threads)
 
         def call():
             runner.run(c, m)
@@ -193,7 +198,7 @@ def main(argv=None) -> int:
             from bargainnet.inference.onnx import export_onnx
 
             for name, spec in models:
-                export_onnx(_model(spec.partition("@")[0]), Path(tmp) / f"{name}.onnx")
+                export_onnx(_model(spec.partition("@")[0]), _onnx_path(tmp, name))
         print(f"machine: {platform.machine()} {os.cpu_count()} CPUs ({args.threads} threads), "
               f"Python {platform.python_version()}, torch {torch.__version__}; "
               f"load average at start {os.getloadavg()[0]:.2f} (other processes share these cores)")

@@ -777,12 +777,13 @@ class Method:
         import torch
 
         from bargainnet.evaluation.analysis import requirement_flags
-        from bargainnet.inference.resolution import to_working_size
+        from bargainnet.inference.resolution import resize_image, to_working_size
         from bargainnet.models.base import INHARMONY_SIZE
 
-        views = [to_working_size(None, mask, INHARMONY_SIZE, rgb8=x, require_both=False) for x in (composite, real, output)]
-        comp, real_t, out = (torch.from_numpy(v.composite).permute(2, 0, 1)[None] * 2 - 1 for v in views)
-        m = torch.from_numpy(views[0].mask.astype(np.float32))[None, None]
+        view = to_working_size(None, mask, INHARMONY_SIZE, rgb8=composite, require_both=False)
+        images = (view.composite, *(resize_image(None, INHARMONY_SIZE, rgb8=x) for x in (real, output)))
+        comp, real_t, out = (torch.from_numpy(x).permute(2, 0, 1)[None] * 2 - 1 for x in images)
+        m = torch.from_numpy(view.mask.astype(np.float32))[None, None]
         model = self.harmonizer.runner.model
         with torch.inference_mode():
             codes = (model.domain_code(comp, 1 - m), model.domain_code(real_t, m), model.domain_code(out, m), model.domain_code(comp, m))

@@ -186,7 +186,6 @@ def run(args) -> int:
     return EXIT_OK
 
 
-
 def _harmonizer(args):
     from ..inference import Harmonizer
 
