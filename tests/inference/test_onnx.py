@@ -70,3 +70,12 @@ def test_colour_transform_family_exports(tmp_path, decoder_levels):
             p.add_(torch.randn_like(p) * 0.05)
     path = export_onnx(model, tmp_path / "ct.onnx", size=128)
     assert compare_with_torch(model, path, batch=2, seed=1) <= 1e-4
+
+
+def test_affine_output_exports(tmp_path):
+    torch.manual_seed(0)
+    model = BargainNet(BargainNetConfig(ngf=4, num_downs=5, code_dim=8, output="affine")).eval()
+    with torch.no_grad():  # not the identity, so that the comparison means something
+        torch.nn.init.normal_(model.generator.output_layer.weight, 0.0, 0.05)
+    path = export_onnx(model, tmp_path / "affine.onnx", size=64)
+    assert compare_with_torch(model, path, batch=2, seed=1) <= 1e-4

@@ -79,10 +79,13 @@ def test_batch_equals_single_images_in_eval_mode():
         dict(use_code=False),  # ablation 1: mask only (DoveNet)
         dict(use_mask=False),  # ablations 6, 7: no mask
         dict(code_source="composite"),  # ablation 8
+        dict(output="affine"),
     ],
 )
 def test_every_parameter_gets_a_gradient(config):
     model = BargainNet(**TINY, **config).train()
+    if config.get("output") == "affine":  # away from its zero start, which blocks the inner gradients
+        torch.nn.init.normal_(model.generator.output_layer.weight, 0.0, 0.02)
     composite, mask, real = _inputs()
     outputs = model.training_forward(composite, mask, real)
     total, parts = bargainnet_loss(outputs, real, LossConfig(margin=100.0))  # margin keeps both hinges active
@@ -135,3 +138,23 @@ def test_config_rejects_unknown_keys_and_values():
         BargainNetConfig.from_dict({"ngf": 8, "nfg": 8})
     with pytest.raises(ValueError, match="code_source"):
         BargainNetConfig(code_source="foreground")
+    with pytest.raises(ValueError, match="output"):
+        BargainNetConfig(output="hsv")
+
+
+def test_affine_output_starts_as_the_identity_and_applies_a_transform_per_pixel():
+    model = BargainNet(**TINY, output="affine").eval()
+    composite, mask, _ = _inputs()
+    with torch.no_grad():
+        assert torch.equal(model(composite, mask), composite)
+        torch.nn.init.normal_(model.generator.output_layer.weight, 0.0, 0.05)
+        torch.nn.init.normal_(model.generator.output_layer.bias, 0.0, 0.05)
+        code = model.guide_code(composite, mask)
+        offsets = model.generator(torch.cat([composite, mask], 1), code).double()
+        out = model(composite, mask)
+    # float64 reference: out[c] = x[c] + sum_j A[c, j] x[j] + b[c], A = offsets[:9] row by row
+    x = composite.double()
+    a = offsets[:, :9].reshape(2, 3, 3, 64, 64)
+    expected = (x + torch.einsum("bcjhw,bjhw->bchw", a, x) + offsets[:, 9:]).clamp(-1, 1)
+    assert (out.double() - expected).abs().max() < 1e-5
+    assert (out - composite).abs().max() > 1e-3  # the transform is not the identity any more

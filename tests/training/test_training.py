@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from bargainnet.training.config import load_config
+from bargainnet.training.run import _load_initial_weights
 from bargainnet.errors import OutputError
 from bargainnet.models.bargainnet import BargainNet
 from bargainnet.training import (
@@ -314,3 +315,25 @@ def test_init_weights_starts_a_fresh_run_from_a_weights_file(tiny_root, tmp_path
         train(cfg, tmp_path / "r2", data_root=tiny_root, init_weights=tmp_path / "other.safetensors", **QUIET)
     with pytest.raises(InputError, match="not found"):
         train(cfg, tmp_path / "r3", data_root=tiny_root, init_weights=tmp_path / "none.safetensors", **QUIET)
+
+
+def test_init_weights_from_an_rgb_model_starts_an_affine_output_run(tiny_root, tmp_path):
+    from bargainnet.errors import InputError
+    from bargainnet.models.convert import save_weights
+    from bargainnet.models.registry import create_model
+
+    cfg = tiny("trainer.max_steps=1", "trainer.val_every_n_steps=0", "data.batch_size=2")
+    torch.manual_seed(5)
+    rgb = create_model(cfg.architecture, cfg.model)
+    save_weights(rgb, tmp_path / "rgb.safetensors")
+    affine = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, output="affine"))
+    model = create_model(affine.architecture, affine.model)
+    _load_initial_weights(model, tmp_path / "rgb.safetensors")
+    head = {"generator.model.model.3.weight", "generator.model.model.3.bias"}
+    for k, v in rgb.state_dict().items():
+        if k not in head:
+            assert torch.equal(model.state_dict()[k], v), k
+    assert all(not model.state_dict()[k].any() for k in head)  # the identity start
+    save_weights(model, tmp_path / "affine.safetensors")
+    with pytest.raises(InputError, match="output"):  # not the other way round
+        _load_initial_weights(create_model(cfg.architecture, cfg.model), tmp_path / "affine.safetensors")

@@ -21,6 +21,7 @@ from .generator import AttentionUNet
 
 HARMONY_SCORE_SCALE = 0.04212  # BCMI libcom's bounded harmony score exp(-0.04212 · d)
 CODE_SOURCES = ("background", "composite")
+OUTPUTS = ("rgb", "affine")
 
 
 @dataclass
@@ -30,6 +31,11 @@ class BargainNetConfig(ModelConfig):
     ``use_mask``/``use_code``/``code_source`` are the switches behind the supplement's ablations
     (Table 2): mask only = DoveNet (``use_code=False``); no mask (``use_mask=False``); code of the
     whole composite instead of the background (``code_source="composite"``).
+
+    ``output``: what G's last layer predicts. "rgb" (the paper): the image, through Tanh.
+    "affine": a 3×4 colour transform per pixel (PCT-Net's parametrisation), Tanh-bounded offsets
+    from the identity, applied to G's input image; it starts as the identity and cannot invent
+    texture.
     """
 
     architecture: ClassVar[str] = "bargainnet"
@@ -42,6 +48,7 @@ class BargainNetConfig(ModelConfig):
     code_source: str = "background"
     use_dropout: bool = True
     use_attention: bool = True
+    output: str = "rgb"
     # Not architecture: the resolution the weights were trained at (written by export-weights);
     # inference and evaluation run the network there by default. None: unknown.
     image_size: int | None = None
@@ -49,6 +56,8 @@ class BargainNetConfig(ModelConfig):
     def __post_init__(self):
         if self.code_source not in CODE_SOURCES:
             raise ValueError(f"code_source must be one of {CODE_SOURCES}, got {self.code_source!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         for name in ("ngf", "num_downs", "code_dim"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -85,6 +94,7 @@ class BargainNet(nn.Module):
         self.encoder = DomainEncoder(config.code_dim)
         self.generator = AttentionUNet(
             input_nc=(4 if config.use_mask else 3) + code_dim,
+            output_nc=12 if config.output == "affine" else 3,
             num_downs=config.num_downs,
             ngf=config.ngf,
             code_dim=code_dim,
@@ -92,6 +102,10 @@ class BargainNet(nn.Module):
             use_attention=config.use_attention,
         )
         init_weights(self)
+        if config.output == "affine":  # zero offsets: the identity transform at initialisation
+            head = self.generator.output_layer
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
 
     # -- checks ---------------------------------------------------------------------------
     def check_inputs(self, image: Tensor, mask: Tensor, name: str = "composite") -> None:
@@ -115,7 +129,8 @@ class BargainNet(nn.Module):
     def translate(self, image: Tensor, region_mask: Tensor, code: Tensor | None) -> Tensor:
         """G's raw output for ``image`` whose ``region_mask`` region is translated to ``code``."""
         x = torch.cat([image, region_mask], 1) if self.config.use_mask else image
-        return self.generator(x, code if self.config.use_code else None)
+        out = self.generator(x, code if self.config.use_code else None)
+        return apply_pixel_affine(image, out) if self.config.output == "affine" else out
 
     # -- public API -----------------------------------------------------------------------
     def forward(self, composite: Tensor, mask: Tensor) -> Tensor:
@@ -188,6 +203,17 @@ class BargainNet(nn.Module):
             "generator": sum(p.numel() for p in self.generator.parameters()),
             "encoder": sum(p.numel() for p in self.encoder.parameters()),
         }
+
+
+def apply_pixel_affine(image: Tensor, offsets: Tensor) -> Tensor:
+    """A 3×4 affine colour transform per pixel: (I + A)·x + b, clamped to [−1, 1].
+
+    ``image`` (B, 3, H, W) in [−1, 1]; ``offsets`` (B, 12, H, W): A row by row (9 channels), then b.
+    """
+    b, _, h, w = image.shape
+    matrix = offsets[:, :9].reshape(b, 3, 3, h, w)
+    out = image + (matrix * image.unsqueeze(1)).sum(2) + offsets[:, 9:]
+    return out.clamp(-1, 1)
 
 
 def harmony_score(distance):

@@ -72,7 +72,7 @@ class UnetSkipBlock(nn.Module):
 
 
 class AttentionUNet(nn.Module):
-    """G(x, code) -> (B, 3, H, W) in [-1, 1].
+    """G(x, code) -> (B, output_nc, H, W) in [-1, 1].
 
     Args:
         input_nc: channels of ``x`` (composite + mask = 4, or 3 without the mask) plus ``code_dim``.
@@ -111,6 +111,11 @@ class AttentionUNet(nn.Module):
         self.model = UnetSkipBlock(
             ngf, ngf, input_nc=input_nc, inner=block, role="outermost", norm_layer=norm_layer, output_nc=output_nc
         )
+
+    @property
+    def output_layer(self) -> nn.ConvTranspose2d:
+        """The last (outermost) up-convolution, which writes the output channels."""
+        return self.model.model[3]
 
     def forward(self, x: Tensor, code: Tensor | None = None) -> Tensor:
         if self.code_dim > 0:

@@ -115,10 +115,18 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
     theirs, ours = getattr(source, "architecture", "bargainnet"), getattr(model, "architecture", "bargainnet")
     a, b = source.config.to_dict(), model.config.to_dict()
     differ = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k != "image_size" and a.get(k) != b.get(k)}
-    if theirs != ours or differ:
+    new_head = differ.get("output") == ("rgb", "affine")  # an RGB model may start an affine-output one
+    if theirs != ours or (differ and not (new_head and len(differ) == 1)):
         raise InputError(f"--init-weights {path}: its model ({theirs}) differs from the configuration's ({ours}): "
                          f"(weights, configuration) = {differ}")
-    model.load_state_dict(source.state_dict())
+    state = source.state_dict()
+    if new_head:  # every tensor but G's last layer, which stays at its identity initialisation
+        head = {f"generator.model.model.3.{k}" for k in ("weight", "bias")}
+        state = {k: v for k, v in state.items() if k not in head}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        assert set(missing) == head and not unexpected, (missing, unexpected)
+    else:
+        model.load_state_dict(state)
 
 
 def train(
