@@ -1,5 +1,6 @@
-"""End-to-end CPU time and peak memory of ``Harmonizer`` (read, network, back to full resolution,
-write) for several models in one run, and the network's latency at the working size.
+"""End-to-end CPU time and peak memory of ``bargainnet harmonize``'s path (read; harmonize = network,
+inharmony before and after, back to full resolution; write) for several models in one run, and the
+network's latency at the working size.
 
 Each measurement runs in a fresh Python process so that its peak resident memory is its own.
 Models are ``NAME=SPEC`` where SPEC is a weights file or ``paper`` (the paper's architecture,
@@ -89,11 +90,12 @@ def _onnx_path(tmp: str, name: str) -> Path:
 
 
 def child_end_to_end(args) -> dict:
-    """Load the model, then time read -> harmonize -> write for one case."""
+    """Load the model, then time what ``bargainnet harmonize`` does for one case: read, harmonize
+    (network, inharmony before and after, back to full resolution), write."""
     import torch
 
+    from bargainnet.commands.harmonize import _save
     from bargainnet.inference import Harmonizer
-    from bargainnet.io import save_image
 
     torch.set_num_threads(args.threads)
     if args.backend == "pytorch":
@@ -109,18 +111,16 @@ def child_end_to_end(args) -> dict:
         t0 = time.perf_counter()
         item = harmonizer.prepare(comp, mask)
         t1 = time.perf_counter()
-        outs, before, after, params = harmonizer.run_network([item])
+        result = harmonizer.process([item])[0]
         t2 = time.perf_counter()
-        result = harmonizer.finish(item, outs[0], float(before[0]), float(after[0]), params=params[0])
+        _save(result, Path(args.tmp) / f"out_{args.case}.jpg", (comp, mask))
         t3 = time.perf_counter()
-        save_image(Path(args.tmp) / f"out_{args.case}.jpg", result.rgb8, inputs=(comp, mask))
-        t4 = time.perf_counter()
         if i:
-            times.append(t4 - t0)
-            stages.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3))
-    med = [statistics.median(s[k] for s in stages) for k in range(4)]
+            times.append(t3 - t0)
+            stages.append((t1 - t0, t2 - t1, t3 - t2))
+    med = [statistics.median(s[k] for s in stages) for k in range(3)]
     return {"case": args.case, "backend": args.backend, "seconds": statistics.median(times),
-            "read": med[0], "network": med[1], "full_res": med[2], "write": med[3],
+            "read": med[0], "harmonize": med[1], "write": med[2],
             "peak_mib": _peak_mib(), "model_mib": rss_model}
 
 
@@ -203,16 +203,16 @@ def main(argv=None) -> int:
               f"Python {platform.python_version()}, torch {torch.__version__}; "
               f"load average at start {os.getloadavg()[0]:.2f} (other processes share these cores)")
         print("models: " + ", ".join(f"{n} = {s}" for n, s in models) + "\n")
-        print("| model | composite | backend | end to end (s) | read | network | to full resolution | write "
+        print("| model | composite | backend | end to end (s) | read | harmonize | write "
               "| peak RSS (MiB) | RSS after model load |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name, spec in models:
             for case in CASES:
                 for backend in backends:
                     r = _spawn(["--child", "e2e", "--case", case, "--backend", backend, "--repeats", str(args.repeats)],
                                args, name, spec)
-                    print(f"| {name} | {case} | {backend} | {r['seconds']:.3f} | {r['read']:.3f} | {r['network']:.3f} | "
-                          f"{r['full_res']:.3f} | {r['write']:.3f} | {r['peak_mib']:.0f} | {r['model_mib']:.0f} |",
+                    print(f"| {name} | {case} | {backend} | {r['seconds']:.3f} | {r['read']:.3f} | {r['harmonize']:.3f} | "
+                          f"{r['write']:.3f} | {r['peak_mib']:.0f} | {r['model_mib']:.0f} |",
                           flush=True)
         print("\n| network only (harmonize + inharmony), batch 1 | working size | backend | median (ms) | min (ms) |")
         print("|---|---|---|---|---|")

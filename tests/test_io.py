@@ -231,6 +231,10 @@ def test_save_roundtrip_and_atomic(tmp_path):
     assert Image.open(out).mode == "RGBA"
     out = bio.save_image(tmp_path / "f.png", arr / 255.0, alpha / 255.0)
     np.testing.assert_array_equal(np.asarray(Image.open(out)), np.dstack([arr, alpha]))
+    out = bio.save_image(tmp_path / "pil.png", Image.fromarray(arr))  # an RGB Pillow image as it is
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), arr)
+    with pytest.raises(ValueError, match="RGB Pillow image"):
+        bio.save_image(tmp_path / "l.png", Image.fromarray(arr[..., 0]))
     leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".")]
     assert leftovers == []
 

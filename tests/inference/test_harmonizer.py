@@ -127,6 +127,29 @@ def test_score_matches_the_model_at_the_canonical_size(harmonizer):
     assert score.score == pytest.approx(np.exp(-0.04212 * score.distance))
 
 
+def test_after_score_matches_the_model_on_the_whole_result(harmonizer, tmp_path):
+    # after = d(z_b, ẑ_f): the composite's background code, the foreground code of the full-resolution
+    # result resized to 256 with the composite's mask; here built independently (Pillow on the whole
+    # result), from a file as the command line reads it
+    img, mask = photo(300, 420), box_mask(300, 420, (40, 200), (100, 300))
+    Image.fromarray(img).save(tmp_path / "c.png")
+    result = harmonizer.harmonize(tmp_path / "c.png", mask)
+    assert isinstance(result.image, Image.Image)
+    np.testing.assert_array_equal(np.asarray(result.image), result.rgb8)
+    np.testing.assert_array_equal(np.asarray(result.composite), img)
+    out, _ = _reference_low(np.asarray(result.image), mask, size=256)
+    c, m = _reference_low(img, mask, size=256)
+    model = harmonizer.runner.model
+    with torch.no_grad():
+        distance = (model.domain_code(c, 1 - m) - model.domain_code(out, m)).norm()
+    assert result.after.distance == pytest.approx(float(distance), rel=1e-4)
+    # the harmonization itself does not depend on whether the network also scores
+    c, m = harmonizer._tensors([harmonizer.prepare(img, mask)])
+    scored, unscored = harmonizer.runner.run(c, m), harmonizer.runner.run(c, m, scores=False)
+    torch.testing.assert_close(scored[0], unscored[0], atol=1e-5, rtol=0)  # E batched with z_f or alone
+    assert torch.isnan(unscored[1]).all() and torch.isfinite(scored[1]).all()
+
+
 def test_upsample_method_matches_a_manual_pipeline(weights):
     h = Harmonizer.from_pretrained(weights, method="upsample")
     img, mask = photo(), box_mask()
@@ -225,7 +248,7 @@ def test_onnxruntime_backend_matches_pytorch(weights, harmonizer):
     assert np.abs(a.image.astype(int) - b.image).max() <= 1
     # The ONNX graph scores at its working size (no separate extractor at 256).
     assert not onnx.scores_canonically and harmonizer.scores_canonically
-    working_before = harmonizer.run_network([harmonizer.prepare(img, mask)])[1][0]
+    working_before = harmonizer.runner.run(*harmonizer._tensors([harmonizer.prepare(img, mask)]))[1][0]
     assert working_before == pytest.approx(b.before.distance, abs=1e-4)
     with pytest.raises(InputError, match="PyTorch backend"):
         onnx.harmonize_background(img, mask)

@@ -7,7 +7,9 @@ import pytest
 
 from bargainnet.errors import InputError
 from bargainnet.inference import lifting
-from bargainnet.inference.resolution import back_to_full_resolution, fit_weight, to_working_size
+from bargainnet.inference.resolution import (
+    back_to_full_resolution, fit_weight, resize_changed, resize_image, to_working_size,
+)
 
 
 def _image(h, w, seed=0):
@@ -79,3 +81,19 @@ def test_mask_coverage_counts_the_cells_pillows_box_filter_averages():
     small = np.zeros((40, 50), bool)
     small[10:30, 5:20] = True  # enlarging goes through Pillow itself
     assert np.array_equal(mask_coverage(small, 64), np.clip(lifting.resize_float(small.astype(np.float32), (64, 64), Image.BOX), 0, 1))
+
+
+def test_resizing_only_the_changed_cells_equals_the_whole_resize():
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):  # shrinking and enlarging, boxes anywhere (edges included)
+        h, w = (int(v) for v in rng.integers(40, 1500, 2))
+        size = int(rng.choice([64, 256]))
+        before8 = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        r0, r1 = sorted(int(v) for v in rng.integers(0, h, 2))
+        c0, c1 = sorted(int(v) for v in rng.integers(0, w, 2))
+        after8 = before8.copy()
+        after8[r0 : r1 + 1, c0 : c1 + 1] = rng.integers(0, 256, (r1 + 1 - r0, c1 + 1 - c0, 3))
+        got = resize_changed(resize_image(None, size, rgb8=before8), Image.fromarray(after8), (r0, r1 + 1, c0, c1 + 1))
+        np.testing.assert_array_equal(got, resize_image(None, size, rgb8=after8))

@@ -124,6 +124,10 @@ def _describe(result) -> str:
 def _save(result, path: Path, inputs, quality: int = 95) -> Path:
     from ..io import save_image
 
+    from PIL import Image
+
+    if isinstance(result.image, Image.Image) and result.image.mode == "RGB":
+        return save_image(path, result.image, inputs=inputs, quality=quality)  # no conversion back
     rgb8 = result.rgb8
     if rgb8 is None:
         import numpy as np

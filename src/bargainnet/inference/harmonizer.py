@@ -18,7 +18,9 @@ How an image goes through (see :mod:`bargainnet.io` for the input rules):
 3. the inharmony level d(z_b, z̃_f) (paper §4.6; the bounded score is exp(−0.04212·d)) is
    measured on one scale whatever S: the domain code extractor alone, on the composite resized to
    256×256 (:data:`bargainnet.models.base.INHARMONY_SIZE`), before, and on the full-resolution
-   result resized the same way, after (the ONNX runner, which has no separate extractor, reports
+   result resized the same way, after (against the composite's background code z_b, since a
+   foreground harmonization leaves the background as it was; the ONNX runner, which has no
+   separate extractor, reports
    the graph's own numbers at S×S); with ``min_inharmony=T`` an image whose inharmony level is
    below T is returned unchanged (paper supplement §7: leave harmonious images alone), and with
    ``keep_if_worse=True`` one whose inharmony rose is returned unchanged too;
@@ -49,7 +51,9 @@ from .. import io as bio
 from ..errors import InputError
 from ..models.base import INHARMONY_SIZE, check_size
 from . import lifting
-from .resolution import METHODS, Working, back_to_full_resolution, resize_image, to_working_size, transform_applier
+from .resolution import (
+    METHODS, Working, back_to_full_resolution, resize_changed, resize_image, to_working_size, transform_applier,
+)
 
 DEFAULT_WEIGHTS = "weights/default.safetensors"  # package data of `bargainnet`
 
@@ -83,6 +87,7 @@ class Prepared:
     inputs: tuple = ()  # paths of the inputs (an output must never be one of them)
     background: np.ndarray | None = None  # paste mode: the background's float RGB (H, W, 3)
     canonical: Working | None = None  # the composite and mask at INHARMONY_SIZE, for the score
+    background_code: Any = None  # z_b (1, L) at INHARMONY_SIZE, once the score before is measured
 
     @property
     def composite_low(self) -> np.ndarray:
@@ -193,30 +198,42 @@ class TorchRunner:
         """Whether the model predicts a colour transform that can be applied at full resolution."""
         return bool(getattr(self.model, "predicts_transform", False))
 
-    def run(self, composite, mask):
+    def run(self, composite, mask, *, scores: bool = True):
         """(B,3,S,S) in [-1,1], (B,1,S,S) -> harmonized, inharmony before, after (torch, CPU), and
-        the per-image transform parameters (a list of dicts, or None for a pixel generator)."""
+        the per-image transform parameters (a list of dicts, or None for a pixel generator).
+        ``scores=False``: skip the extractor calls behind before/after (NaN), for a caller that
+        measures them on the canonical scale anyway."""
         import torch
 
         c, m = composite.to(self.device), mask.to(self.device)
         with torch.inference_mode():
-            if self.predicts_transform:
+            if not scores:
+                if self.predicts_transform:
+                    out, params = self.model.harmonize(c, m, return_params=True)
+                else:
+                    out, params = self.model.harmonize(c, m), None
+                nan = torch.full((c.shape[0],), float("nan"))
+                outs = (out, nan, nan)
+            elif self.predicts_transform:
                 *outs, params = self.model.harmonize_with_inharmony(c, m, return_params=True)
             else:
                 outs, params = self.model.harmonize_with_inharmony(c, m), None
         return (*(o.float().cpu() for o in outs), _split_params(params, composite.shape[0]))
 
-    def inharmony(self, composite, mask):
-        """Inharmony distance d(z_b, z̃_f) (B,) of composites (B,3,s,s) in [-1, 1] with masks
-        (B,1,s,s): the domain code extractor only, so any s >= 64 works whatever the generator's
-        size rule (the Harmonizer passes s = INHARMONY_SIZE)."""
+    def codes(self, composite, mask, z_b=None):
+        """The background and foreground codes (z_b, z_f), each (B, L) on the CPU, of composites
+        (B,3,s,s) in [-1, 1] with masks (B,1,s,s): the domain code extractor only, so any s >= 64
+        works whatever the generator's size rule (the Harmonizer passes s = INHARMONY_SIZE).
+        ``z_b``: the background's code when it is known already (a foreground harmonization keeps
+        the background)."""
         import torch
 
         with torch.inference_mode():
             c, m = composite.to(self.device), mask.to(self.device)
-            z_b = self.model.domain_code(c, 1 - m)
-            z_f = self.model.domain_code(c, m)
-        return (z_b - z_f).norm(dim=1).float().cpu()
+            if z_b is None:
+                z_b = self.model.domain_code(c, 1 - m).float().cpu()
+            z_f = self.model.domain_code(c, m).float().cpu()
+        return z_b, z_f
 
     def background(self, composite, mask):
         """Background harmonization (B,3,S,S) and its before/after inharmony."""
@@ -363,7 +380,7 @@ class Harmonizer:
     # -- preparing inputs ------------------------------------------------------------------------
     def _views(self, image: bio.ImageData, mask: np.ndarray) -> tuple[Working, Working | None]:
         """The composite and mask at the working size, and at INHARMONY_SIZE for the score."""
-        pil8 = Image.fromarray(image.rgb8) if image.rgb8 is not None else None  # one conversion, two resizes
+        pil8 = image.pil if image.pil is not None else Image.fromarray(image.rgb8) if image.rgb8 is not None else None
         rgb = _float_unless_8bit(image)
         working = to_working_size(rgb, mask, self.size, rgb8=pil8, name=image.name)
         return working, self._canonical(rgb, mask, pil8, image.name)
@@ -372,7 +389,7 @@ class Harmonizer:
     def scores_canonically(self) -> bool:
         """Whether inharmony is measured at INHARMONY_SIZE (the runner has a separate extractor);
         False for the ONNX runner, whose numbers come from the graph at the working size."""
-        return hasattr(self.runner, "inharmony")
+        return hasattr(self.runner, "codes")
 
     def _canonical(self, rgb, mask, rgb8, name) -> Working | None:
         if not self.scores_canonically:
@@ -382,21 +399,35 @@ class Harmonizer:
     def canonical_inharmony(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
         """Inharmony distances (B,) of images (INHARMONY_SIZE², 3) in [0, 1] with bool masks: one
         extractor call on the one scale every score uses."""
+        return self._canonical_codes(images, masks)[0]
+
+    def _canonical_codes(self, images, masks, z_b=None):
+        """Distances (B,) as :meth:`canonical_inharmony`, and the background codes z_b (B, L)."""
         import torch
 
         comp = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() * 2 - 1
         mask = torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
-        return self.runner.inharmony(comp.contiguous(), mask).numpy().astype(float)
+        z_b, z_f = self.runner.codes(comp.contiguous(), mask, z_b)
+        return (z_b - z_f).norm(dim=1).numpy().astype(float), z_b
 
     def _canonical_before(self, items: Sequence[Prepared], fallback) -> np.ndarray:
         if not self.scores_canonically:
             return np.asarray(fallback, float)
-        return self.canonical_inharmony([p.canonical.composite for p in items], [p.canonical.mask for p in items])
+        distances, z_b = self._canonical_codes([p.canonical.composite for p in items], [p.canonical.mask for p in items])
+        for i, item in enumerate(items):
+            item.background_code = z_b[i : i + 1]
+        return distances
 
-    def _canonical_after(self, item: Prepared, rgb8, rgb) -> float:
-        """The result's inharmony: the full-resolution output resized like the composite was."""
-        out = resize_image(rgb, INHARMONY_SIZE, rgb8=rgb8)  # the mask is the composite's
-        return float(self.canonical_inharmony([out], [item.canonical.mask])[0])
+    def _canonical_after(self, item: Prepared, rgb8, rgb, pil, box, target: str) -> float:
+        """The result's inharmony: the full-resolution output resized like the composite was
+        (8-bit: only the cells its changed box reaches are resized again), with the composite's
+        mask; after a foreground harmonization, against the composite's background code."""
+        if pil is not None and item.image.rgb8 is not None:
+            out = resize_changed(item.canonical.composite, pil, box)
+        else:
+            out = resize_image(rgb, INHARMONY_SIZE, rgb8=rgb8)
+        z_b = item.background_code if target == "foreground" else None
+        return float(self._canonical_codes([out], [item.canonical.mask], z_b)[0][0])
 
     def prepare(self, composite, mask, *, resize_mask: bool = False) -> Prepared:
         """Load and check one (composite, mask) pair; raises :class:`InputError` on bad input."""
@@ -493,6 +524,8 @@ class Harmonizer:
             if not hasattr(self.runner, "background"):
                 raise InputError("background harmonization is only available with the PyTorch backend")
             out, before, after, *params = self.runner.background(comp, mask)
+        elif self.scores_canonically:  # before/after are measured at INHARMONY_SIZE instead
+            out, before, after, *params = self.runner.run(comp, mask, scores=False)
         else:
             out, before, after, *params = self.runner.run(comp, mask)
         params = params[0] if params else [None] * len(items)  # the ONNX runner has none
@@ -521,18 +554,20 @@ class Harmonizer:
         skipped = threshold is not None and before < threshold
         composite_rgb8 = image.rgb8
         got_worse = kept = False
+        out_pil = None  # the result as a Pillow image, made once for the score and the output
         if skipped:
             out_rgb8, out_rgb = composite_rgb8, _float_unless_8bit(image)
             after = before  # the returned image is the composite
         else:
-            out_rgb8, out_rgb = self._full_resolution(item, output_low, target, region, params)
+            out_rgb8, out_rgb, box = self._full_resolution(item, output_low, target, region, params)
+            out_pil = Image.fromarray(out_rgb8) if out_rgb8 is not None else None
             if item.canonical is not None:
-                after = self._canonical_after(item, out_rgb8, out_rgb)
+                after = self._canonical_after(item, out_rgb8, out_rgb, out_pil, box, target)
             got_worse = after > before
             if got_worse and keep:
-                out_rgb8, out_rgb, kept = composite_rgb8, _float_unless_8bit(image), True
-        result_image = self._as_output(item, out_rgb8, out_rgb)
-        composite_image = self._as_output(item, composite_rgb8, _float_unless_8bit(image))
+                out_rgb8, out_rgb, out_pil, kept = composite_rgb8, _float_unless_8bit(image), None, True
+        result_image = self._as_output(item, out_rgb8, out_rgb, out_pil)
+        composite_image = self._as_output(item, composite_rgb8, _float_unless_8bit(image), image.pil)
         return HarmonizeResult(
             image=result_image, composite=composite_image, mask=item.mask,
             before=Inharmony(before, _score(before)), after=Inharmony(after, _score(after)),
@@ -559,9 +594,10 @@ class Harmonizer:
         eight_bit = image.rgb8 is not None
         out = (image.rgb8 if eight_bit else image.rgb).copy()
         np.copyto(out[r0:r1, c0:c1], bio.to_uint8(new) if eight_bit else new, where=inside[..., None])
-        return (out, None) if eight_bit else (None, out)
+        return (out, None, (r0, r1, c0, c1)) if eight_bit else (None, out, (r0, r1, c0, c1))
 
-    def _as_output(self, item: Prepared, rgb8: np.ndarray | None, rgb: np.ndarray | None):
+    def _as_output(self, item: Prepared, rgb8: np.ndarray | None, rgb: np.ndarray | None, pil: Image.Image | None = None):
+        """The image in the input's kind; ``pil``: the same pixels as an RGB Pillow image, if made already."""
         alpha = item.image.alpha
         if item.kind == "array":
             dtype = item.array_dtype
@@ -577,7 +613,7 @@ class Harmonizer:
         rgb8 = rgb8 if rgb8 is not None else bio.to_uint8(rgb)
         if alpha is not None:
             return Image.fromarray(np.ascontiguousarray(np.dstack([rgb8, bio.to_uint8(alpha)])))
-        return Image.fromarray(np.ascontiguousarray(rgb8))
+        return pil if pil is not None else Image.fromarray(np.ascontiguousarray(rgb8))
 
     def process(
         self, items: Sequence[Prepared], *, target: str = "foreground", min_inharmony: float | None = None,

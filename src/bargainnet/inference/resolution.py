@@ -90,6 +90,27 @@ def resize_image(rgb: np.ndarray | None, size: int, *, rgb8: np.ndarray | Image.
     return np.clip(lifting.resize_float(rgb, (size, size)), 0.0, 1.0)
 
 
+def resize_changed(before: np.ndarray, image: Image.Image, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``resize_image(image, S)`` for an 8-bit RGB ``image`` that differs only inside ``box`` =
+    (r0, r1, c0, c1) from the image whose resize is ``before`` (float32 (S, S, 3)): only the cells
+    that the bilinear filter reaches from the box are resized again (Pillow's resize of a region
+    gives exactly those cells of the whole resize), so a small change in a large photo costs little."""
+    r0, r1, c0, c1 = box
+    size = before.shape[0]
+
+    def cells(lo: int, hi: int, n: int) -> tuple[int, int, float]:
+        scale = n / size
+        support = max(scale, 1.0) + 1.0  # the filter's reach in source pixels, and a margin
+        return max(0, int((lo - support) // scale)), min(size, int(-(-(hi + support) // scale))), scale
+
+    i0, i1, sy = cells(r0, r1, image.height)
+    j0, j1, sx = cells(c0, c1, image.width)
+    out = before.copy()
+    part = image.resize((j1 - j0, i1 - i0), Image.BILINEAR, box=(j0 * sx, i0 * sy, j1 * sx, i1 * sy))
+    out[i0:i1, j0:j1] = np.asarray(part, np.float32) / 255
+    return out
+
+
 def to_working_size(
     rgb: np.ndarray | None,
     mask: np.ndarray,

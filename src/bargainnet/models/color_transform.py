@@ -357,8 +357,12 @@ class ColorTransformNet(nn.Module):
         self.check_inputs(composite, mask)
         return self.translate(composite, mask, self.guide_code(composite, mask))
 
-    def harmonize(self, composite: Tensor, mask: Tensor) -> Tensor:
-        return self(composite, mask)
+    def harmonize(self, composite: Tensor, mask: Tensor, return_params: bool = False):
+        """Î, and with ``return_params`` the transform parameters too (see :meth:`harmonize_with_inharmony`)."""
+        params = self.predict(composite, mask)
+        out = apply_params((composite + 1) / 2, params) * 2 - 1
+        harmonized = out * mask + composite * (1 - mask)
+        return (harmonized, params) if return_params else harmonized
 
     def harmonize_with_inharmony(self, composite: Tensor, mask: Tensor, return_params: bool = False):
         """Harmonize and score in one pass: (Î (B, 3, H, W), d(z_b, z̃_f) (B,), d(z_b, ẑ_f) (B,)),
