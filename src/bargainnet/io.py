@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Iterable, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, OutputError
 
@@ -89,13 +89,13 @@ class ImageData:
         rgb: float32 (H, W, 3) in [0, 1]. For 8-bit sources it is made from ``rgb8`` on first use
             (a 12-megapixel photo's float copy is 144 MB; the colour-transform path never needs it).
         alpha: float32 (H, W) in [0, 1], or None when the source had no alpha channel.
-        rgb8: uint8 (H, W, 3), the exact source pixels, when the source had 8 bits per channel;
-            None otherwise (16-bit, float).
+        rgb8: uint8 (H, W, 3), the exact source pixels, when the source had 8 bits per channel
+            (made from ``pil`` on first use when there is one); None otherwise (16-bit, float).
         name: where it came from (a path, or "<PIL image>", "<array>"), for messages.
         path: the resolved path when loaded from a file, else None.
         pil: the same pixels as an RGB Pillow image, when the source was one (or a file) without
-            alpha: resizes and outputs start from it instead of converting ``rgb8`` back (a
-            12-megapixel conversion costs ~25 ms). Read-only, like ``rgb8``.
+            alpha: resizes, crops and outputs start from it, so a large photo is not converted to
+            and from an array (~25 ms each way at 12 megapixels). Read-only, like ``rgb8``.
     """
 
     def __init__(
@@ -107,9 +107,27 @@ class ImageData:
         path: Path | None = None,
         pil: Image.Image | None = None,
     ):
-        if rgb is None and rgb8 is None:
-            raise ValueError("ImageData needs rgb or rgb8")
-        self._rgb, self.alpha, self.rgb8, self.name, self.path, self.pil = rgb, alpha, rgb8, name, path, pil
+        if rgb is None and rgb8 is None and pil is None:
+            raise ValueError("ImageData needs rgb, rgb8 or pil")
+        self._rgb, self.alpha, self._rgb8, self.name, self.path, self.pil = rgb, alpha, rgb8, name, path, pil
+
+    @property
+    def rgb8(self) -> np.ndarray | None:
+        if self._rgb8 is None and self.pil is not None:
+            self._rgb8 = np.asarray(self.pil)
+        return self._rgb8
+
+    @property
+    def eight_bit(self) -> bool:
+        """Whether the source had 8 bits per channel (``rgb8`` is not None), without converting."""
+        return self._rgb8 is not None or self.pil is not None
+
+    def crop(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        """:attr:`pixels` of ``box`` = (r0, r1, c0, c1), end-exclusive (from ``pil`` when there is one)."""
+        r0, r1, c0, c1 = box
+        if self._rgb8 is None and self.pil is not None:
+            return np.asarray(self.pil.crop((c0, r0, c1, r1)))
+        return self.pixels[r0:r1, c0:c1]
 
     @property
     def rgb(self) -> np.ndarray:
@@ -120,17 +138,19 @@ class ImageData:
     @property
     def pixels(self) -> np.ndarray:
         """``rgb8`` when the source had 8 bits per channel, else ``rgb``: the cheapest exact view."""
-        return self.rgb8 if self.rgb8 is not None else self.rgb
+        return self.rgb8 if self.eight_bit else self.rgb
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height), as Pillow reports sizes."""
+        if self.pil is not None:
+            return self.pil.size
         return (self.pixels.shape[1], self.pixels.shape[0])
 
     @property
     def shape(self) -> tuple[int, int]:
         """(height, width)."""
-        return self.pixels.shape[:2]
+        return self.size[::-1]
 
 
 def to_float(pixels: np.ndarray) -> np.ndarray:
@@ -213,7 +233,7 @@ def open_image(
         raise InputError(f"{name}: permission denied") from None
     except OSError as err:
         raise InputError(f"{name}: cannot read image: {err}") from None
-    with image:
+    try:
         _check_pixels(image.width, image.height, name, max_pixels)
         try:
             if draft_long_side and image.format == "JPEG" and max(image.size) > 2 * draft_long_side:
@@ -221,12 +241,18 @@ def open_image(
                 image.draft("RGB", (round(image.width * s), round(image.height * s)))
             with _our_pixel_limit():
                 image.load()
-                transposed = ImageOps.exif_transpose(image)
+                upright = image.getexif().get(ExifTags.Base.Orientation, 1) in (1, None)
+                transposed = image if upright else ImageOps.exif_transpose(image)
         except (OSError, SyntaxError, ValueError) as err:
             # Pillow reports truncation as OSError("image file is truncated ...").
             raise InputError(f"{name}: truncated or corrupt image ({err})") from None
-        if transposed is image:
-            transposed = image.copy()
+        if transposed is image and getattr(image, "fp", None) is not None:
+            transposed = image.copy()  # a file Pillow keeps open (several frames): a copy, then close it
+    except BaseException:
+        image.close()
+        raise
+    if transposed is not image:
+        image.close()
     return transposed
 
 
@@ -250,7 +276,7 @@ def _pil_to_data(image: Image.Image, name: str, path: Path | None) -> ImageData:
         return ImageData(rgb=rgb, alpha=None, rgb8=None, name=name, path=path)
     else:
         pil = image if image.mode == "RGB" else image.convert("RGB")
-        return ImageData(rgb=None, alpha=None, rgb8=np.asarray(pil), name=name, path=path, pil=pil)
+        return ImageData(rgb=None, alpha=None, rgb8=None, name=name, path=path, pil=pil)
     return ImageData(rgb=None, alpha=alpha, rgb8=rgb8, name=name, path=path)
 
 
@@ -450,8 +476,9 @@ def load_mask(
         gray = np.asarray(
             Image.fromarray(np.ascontiguousarray(to_float(gray), dtype=np.float32)).resize(tuple(size), Image.BILINEAR)
         )
-    if gray.dtype == np.uint8:  # one lookup per pixel, the same comparison as on to_float(gray)
-        mask = (to_float(np.arange(256, dtype=np.uint8)) >= threshold)[gray]
+    if gray.dtype == np.uint8:  # the same comparison as on to_float(gray), as one on the 8-bit levels
+        first = int(np.argmax(to_float(np.arange(256, dtype=np.uint8)) >= threshold))  # 255 always passes
+        mask = gray >= first
     else:
         mask = gray >= threshold
     if check_coverage:

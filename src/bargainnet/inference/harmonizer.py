@@ -69,7 +69,7 @@ class Inharmony:
 def _float_unless_8bit(image: bio.ImageData) -> np.ndarray | None:
     """The float pixels where they are the source's own (no 8-bit copy); None for 8-bit images,
     whose float copy every path here can do without."""
-    return image.rgb if image.rgb8 is None else None
+    return None if image.eight_bit else image.rgb
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Prepared:
     name: str
     image: bio.ImageData  # the composite
     mask: np.ndarray  # bool (H, W), full resolution
-    guide: np.ndarray  # uint8 or float (H, W, 3): what the colour transform is applied to
+    guide: np.ndarray | bio.ImageData  # uint8 or float (H, W, 3): what the colour transform is applied to
     blend: np.ndarray | None  # float alpha (H, W) for paste mode, else None (binary mask)
     working: Working  # the composite and mask at the working size S×S
     kind: str  # "pil" or "array": what to return
@@ -380,7 +380,7 @@ class Harmonizer:
     # -- preparing inputs ------------------------------------------------------------------------
     def _views(self, image: bio.ImageData, mask: np.ndarray) -> tuple[Working, Working | None]:
         """The composite and mask at the working size, and at INHARMONY_SIZE for the score."""
-        pil8 = image.pil if image.pil is not None else Image.fromarray(image.rgb8) if image.rgb8 is not None else None
+        pil8 = image.pil if image.pil is not None else Image.fromarray(image.rgb8) if image.eight_bit else None
         rgb = _float_unless_8bit(image)
         working = to_working_size(rgb, mask, self.size, rgb8=pil8, name=image.name)
         return working, self._canonical(rgb, mask, pil8, image.name)
@@ -418,14 +418,15 @@ class Harmonizer:
             item.background_code = z_b[i : i + 1]
         return distances
 
-    def _canonical_after(self, item: Prepared, rgb8, rgb, pil, box, target: str) -> float:
+    def _canonical_after(self, item: Prepared, result: bio.ImageData, box, target: str) -> float:
         """The result's inharmony: the full-resolution output resized like the composite was
         (8-bit: only the cells its changed box reaches are resized again), with the composite's
         mask; after a foreground harmonization, against the composite's background code."""
-        if pil is not None and item.image.rgb8 is not None:
+        if result.eight_bit:
+            pil = result.pil if result.pil is not None else Image.fromarray(result.rgb8)
             out = resize_changed(item.canonical.composite, pil, box)
         else:
-            out = resize_image(rgb, INHARMONY_SIZE, rgb8=rgb8)
+            out = resize_image(result.rgb, INHARMONY_SIZE)
         z_b = item.background_code if target == "foreground" else None
         return float(self._canonical_codes([out], [item.canonical.mask], z_b)[0][0])
 
@@ -441,7 +442,7 @@ class Harmonizer:
         kind = "array" if isinstance(composite, np.ndarray) else "pil"
         inputs = tuple(p for p in (composite, mask) if isinstance(p, (str, os.PathLike)))
         return Prepared(
-            name=image.name, image=image, mask=binary, guide=image.pixels, blend=None,
+            name=image.name, image=image, mask=binary, guide=image, blend=None,
             working=working, kind=kind, array_dtype=getattr(composite, "dtype", None), inputs=inputs,
             canonical=canonical,
         )
@@ -552,68 +553,76 @@ class Harmonizer:
         image = item.image
         region = item.mask if target == "foreground" else ~item.mask
         skipped = threshold is not None and before < threshold
-        composite_rgb8 = image.rgb8
         got_worse = kept = False
-        out_pil = None  # the result as a Pillow image, made once for the score and the output
+        out = None  # the result's pixels (an ImageData); None: the composite's
         if skipped:
-            out_rgb8, out_rgb = composite_rgb8, _float_unless_8bit(image)
             after = before  # the returned image is the composite
         else:
-            out_rgb8, out_rgb, box = self._full_resolution(item, output_low, target, region, params)
-            out_pil = Image.fromarray(out_rgb8) if out_rgb8 is not None else None
+            out, box = self._full_resolution(item, output_low, target, region, params)
             if item.canonical is not None:
-                after = self._canonical_after(item, out_rgb8, out_rgb, out_pil, box, target)
+                after = self._canonical_after(item, out, box, target)
             got_worse = after > before
             if got_worse and keep:
-                out_rgb8, out_rgb, out_pil, kept = composite_rgb8, _float_unless_8bit(image), None, True
-        result_image = self._as_output(item, out_rgb8, out_rgb, out_pil)
-        composite_image = self._as_output(item, composite_rgb8, _float_unless_8bit(image), image.pil)
+                out, kept = None, True
+        composite_image = self._as_output(item, image)
+        if out is None:  # the composite, as its own object
+            result_image = composite_image.copy()
+            out = image
+        else:
+            result_image = self._as_output(item, out)
         return HarmonizeResult(
             image=result_image, composite=composite_image, mask=item.mask,
             before=Inharmony(before, _score(before)), after=Inharmony(after, _score(after)),
-            skipped=skipped, target=target, name=item.name, rgb8=out_rgb8, alpha=image.alpha,
-            got_worse=got_worse, kept=kept,
+            skipped=skipped, target=target, name=item.name,
+            rgb8=out.rgb8 if out.pil is None else None, alpha=image.alpha, got_worse=got_worse, kept=kept,
         )
 
     def _full_resolution(self, item: Prepared, output_low: np.ndarray, target: str, region: np.ndarray, params=None):
-        """The full-resolution result; only pixels of ``region`` (paste mode: where the cut-out's
-        alpha > 0) are written, all others are copied from the composite bit for bit."""
+        """The full-resolution result (an ImageData) and the box of the pixels that may change; only
+        pixels of ``region`` (paste mode: where the cut-out's alpha > 0) are written, all others are
+        the composite's bit for bit."""
         image = item.image
         paste = item.blend is not None and target == "foreground"
         if paste:
             region = item.blend > 0
-        new, (r0, r1, c0, c1) = back_to_full_resolution(
+        new, box = back_to_full_resolution(
             item.working, output_low, item.guide, region, target=target, method=self.method,
             radius=self.radius, eps=self.eps, guide_is_composite=not paste,
             transform=None if params is None else transform_applier(self.runner.model, params),
         )
+        r0, r1, c0, c1 = box
         inside = region[r0:r1, c0:c1]
         if paste:  # recolour the cut-out layer, then alpha-blend it on the background
             a = item.blend[r0:r1, c0:c1][..., None]
             new = new * a + item.background[r0:r1, c0:c1] * (1 - a)
-        eight_bit = image.rgb8 is not None
+        if image.pil is not None:  # composed in Pillow: the photo is never converted to an array
+            out = image.pil.copy()
+            out.paste(Image.fromarray(bio.to_uint8(new)), (c0, r0), Image.fromarray(inside))
+            return bio.ImageData(rgb=None, alpha=None, rgb8=None, name=item.name, pil=out), box
+        eight_bit = image.eight_bit
         out = (image.rgb8 if eight_bit else image.rgb).copy()
         np.copyto(out[r0:r1, c0:c1], bio.to_uint8(new) if eight_bit else new, where=inside[..., None])
-        return (out, None, (r0, r1, c0, c1)) if eight_bit else (None, out, (r0, r1, c0, c1))
+        return bio.ImageData(rgb=None if eight_bit else out, alpha=None, rgb8=out if eight_bit else None, name=item.name), box
 
-    def _as_output(self, item: Prepared, rgb8: np.ndarray | None, rgb: np.ndarray | None, pil: Image.Image | None = None):
-        """The image in the input's kind; ``pil``: the same pixels as an RGB Pillow image, if made already."""
+    def _as_output(self, item: Prepared, data: bio.ImageData):
+        """``data`` (the result's or the composite's pixels) as the input's kind, with its alpha."""
         alpha = item.image.alpha
         if item.kind == "array":
-            dtype = item.array_dtype
-            if dtype == np.uint8 and rgb8 is not None:
-                arr = rgb8
+            if item.array_dtype == np.uint8 and data.eight_bit:
+                arr = data.rgb8
                 if alpha is not None:
                     arr = np.dstack([arr, bio.to_uint8(alpha)])
                 return arr
-            arr = rgb8.astype(np.float32) / 255.0 if rgb is None else rgb.astype(np.float32)
+            arr = data.rgb8.astype(np.float32) / 255.0 if data.eight_bit else data.rgb.astype(np.float32)
             if alpha is not None:
                 arr = np.dstack([arr, alpha.astype(np.float32)])
             return arr
-        rgb8 = rgb8 if rgb8 is not None else bio.to_uint8(rgb)
+        if alpha is None and data.pil is not None:
+            return data.pil
+        rgb8 = data.rgb8 if data.eight_bit else bio.to_uint8(data.rgb)
         if alpha is not None:
             return Image.fromarray(np.ascontiguousarray(np.dstack([rgb8, bio.to_uint8(alpha)])))
-        return pil if pil is not None else Image.fromarray(np.ascontiguousarray(rgb8))
+        return Image.fromarray(np.ascontiguousarray(rgb8))
 
     def process(
         self, items: Sequence[Prepared], *, target: str = "foreground", min_inharmony: float | None = None,

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from ..io import to_float
+from ..io import ImageData, to_float
 from . import lifting
 
 METHODS = ("auto", "transform", "lift", "upsample")  # auto: transform when the model predicts one, else lift
@@ -154,7 +154,7 @@ def fit_weight(working: Working, target: str = "foreground") -> np.ndarray:
 def back_to_full_resolution(
     working: Working,
     output: np.ndarray,
-    guide: np.ndarray,
+    guide: np.ndarray | ImageData,
     region: np.ndarray,
     *,
     target: str = "foreground",
@@ -169,8 +169,9 @@ def back_to_full_resolution(
     Args:
         working: the network's input (:func:`to_working_size`).
         output: the network's output at the working size, float (S, S, 3) in [0, 1].
-        guide: the full-resolution image to recolour, uint8 or float (H, W, 3) in [0, 1] (the composite,
-            or in paste mode the cut-out layer: then ``guide_is_composite=False``).
+        guide: the full-resolution image to recolour, uint8 or float (H, W, 3) in [0, 1], or an
+            :class:`~bargainnet.io.ImageData` (only the box's pixels are read); the composite, or in
+            paste mode the cut-out layer: then ``guide_is_composite=False``.
         region: bool (H, W), not empty: the pixels the caller will replace.
         target: "foreground" or "background" (which part the network changed).
         method: "auto" ("transform" when ``transform`` is given, else "lift"), "transform", "lift"
@@ -192,8 +193,7 @@ def back_to_full_resolution(
     if method == "transform":
         if transform is None:
             raise InputError("method 'transform' needs a model that predicts a colour transform; use lift")
-        height, width = region.shape
-        return apply_in_bands(transform, guide, box, (height, width)), box
+        return apply_in_bands(transform, _crop(guide, box), box, region.shape), box
     size = working.composite.shape[:2]
     if region.shape == size and guide_is_composite:
         return output[r0:r1, c0:c1], box  # already at full resolution: the network output itself
@@ -201,27 +201,33 @@ def back_to_full_resolution(
         coeffs = lifting.fit_local_affine(
             working.composite, output, fit_weight(working, target), radius=radius, eps=eps
         )
-        new = lifting.apply_affine(coeffs, to_float(guide[r0:r1, c0:c1]), full_shape=region.shape, offset=(r0, c0))
+        new = lifting.apply_affine(coeffs, to_float(_crop(guide, box)), full_shape=region.shape, offset=(r0, c0))
         return new, box
     height, width = region.shape
     return lifting.upsample(output, (width, height))[r0:r1, c0:c1], box
 
 
+def _crop(guide: np.ndarray | ImageData, box: tuple[int, int, int, int]) -> np.ndarray:
+    r0, r1, c0, c1 = box
+    return guide.crop(box) if isinstance(guide, ImageData) else guide[r0:r1, c0:c1]
+
+
 def apply_in_bands(
     transform: Callable[[np.ndarray, tuple[float, float, float, float]], np.ndarray],
-    image: np.ndarray,
+    pixels: np.ndarray,
     box: tuple[int, int, int, int],
     full_shape: tuple[int, int],
 ) -> np.ndarray:
-    """``transform`` applied to ``image[r0:r1, c0:c1]`` (uint8, or float in [0, 1]; (H, W, 3)) in bands of
-    :data:`ROWS_PER_CHUNK` rows; each band's window is its place in the full image, as fractions."""
+    """``transform`` applied to ``pixels``, the box (r0, r1, c0, c1) of an image of ``full_shape``
+    (uint8, or float in [0, 1]; (r1 - r0, c1 - c0, 3)), in bands of :data:`ROWS_PER_CHUNK` rows;
+    each band's window is its place in the full image, as fractions."""
     r0, r1, c0, c1 = box
     height, width = full_shape
     out = np.empty((r1 - r0, c1 - c0, 3), np.float32)
     for top in range(r0, r1, ROWS_PER_CHUNK):
         bottom = min(top + ROWS_PER_CHUNK, r1)
         window = (top / height, c0 / width, (bottom - top) / height, (c1 - c0) / width)
-        out[top - r0 : bottom - r0] = transform(image[top:bottom, c0:c1], window)
+        out[top - r0 : bottom - r0] = transform(pixels[top - r0 : bottom - r0], window)
     return out
 
 
