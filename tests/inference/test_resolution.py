@@ -83,6 +83,18 @@ def test_mask_coverage_counts_the_cells_pillows_box_filter_averages():
     assert np.array_equal(mask_coverage(small, 64), np.clip(lifting.resize_float(small.astype(np.float32), (64, 64), Image.BOX), 0, 1))
 
 
+def test_mask_coverages_at_several_sizes_equal_each_size_alone():
+    from bargainnet.inference.resolution import mask_coverage, mask_coverages
+
+    rng = np.random.default_rng(4)
+    for h, w in [(3000, 4000), (1023, 777), (512, 512), (300, 250), (100, 90)]:
+        mask = rng.random((h, w)) < 0.3
+        for sizes in [(128, 256), (64, 128, 256), (100, 256), (128,)]:
+            together = mask_coverages(mask, sizes)
+            for size in sizes:
+                np.testing.assert_array_equal(together[size], mask_coverage(mask, size))
+
+
 def test_resizing_only_the_changed_cells_equals_the_whole_resize():
     from PIL import Image
 

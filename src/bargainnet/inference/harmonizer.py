@@ -52,7 +52,8 @@ from ..errors import InputError
 from ..models.base import INHARMONY_SIZE, check_size
 from . import lifting
 from .resolution import (
-    METHODS, Working, back_to_full_resolution, resize_changed, resize_image, to_working_size, transform_applier,
+    METHODS, Working, back_to_full_resolution, mask_coverages, resize_changed, resize_image, to_working_size,
+    transform_applier,
 )
 
 DEFAULT_WEIGHTS = "weights/default.safetensors"  # package data of `bargainnet`
@@ -382,19 +383,19 @@ class Harmonizer:
         """The composite and mask at the working size, and at INHARMONY_SIZE for the score."""
         pil8 = image.pil if image.pil is not None else Image.fromarray(image.rgb8) if image.eight_bit else None
         rgb = _float_unless_8bit(image)
-        working = to_working_size(rgb, mask, self.size, rgb8=pil8, name=image.name)
-        return working, self._canonical(rgb, mask, pil8, image.name)
+        weights = mask_coverages(mask, [self.size] + ([INHARMONY_SIZE] if self.scores_canonically else []))
+        working = to_working_size(rgb, mask, self.size, rgb8=pil8, name=image.name, weight=weights[self.size])
+        if not self.scores_canonically:
+            return working, None
+        canonical = to_working_size(rgb, mask, INHARMONY_SIZE, rgb8=pil8, name=image.name, require_both=False,
+                                    weight=weights[INHARMONY_SIZE])
+        return working, canonical
 
     @property
     def scores_canonically(self) -> bool:
         """Whether inharmony is measured at INHARMONY_SIZE (the runner has a separate extractor);
         False for the ONNX runner, whose numbers come from the graph at the working size."""
         return hasattr(self.runner, "codes")
-
-    def _canonical(self, rgb, mask, rgb8, name) -> Working | None:
-        if not self.scores_canonically:
-            return None
-        return to_working_size(rgb, mask, INHARMONY_SIZE, rgb8=rgb8, name=name, require_both=False)
 
     def canonical_inharmony(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
         """Inharmony distances (B,) of images (INHARMONY_SIZE², 3) in [0, 1] with bool masks: one
