@@ -186,33 +186,48 @@ def apply_affine(
             whose top-left corner is at ``offset`` = (row, column) of an image of ``full_shape``.
 
     Returns:
-        float32 of ``image``'s shape, clipped to [0, 1]. Memory: one strip of rows at a time.
+        float32 of ``image``'s shape, clipped to [0, 1].
+
+    The coefficients are interpolated along x on the few low-resolution rows in use, then each
+    block of full-resolution rows between the same two low-resolution rows gets
+    ``T0(x) + wy · (T1(x) − T0(x))`` from fused multiply-adds (bilinear interpolation is linear, so
+    this is the same transform; no per-pixel copy of the 12 coefficients). Memory: one block of at
+    most ``rows_per_strip`` rows at a time.
     """
+    import torch
+
     height, width = image.shape[:2]
     full_h, full_w = full_shape or (height, width)
     oy, ox = offset
     h, w = coeffs.shape[:2]
-    # (12, h, w): one plane per coefficient, so every step below works on contiguous planes.
-    planes = np.ascontiguousarray(coeffs.reshape(h, w, 12).transpose(2, 0, 1), dtype=np.float32)
+    planes = coeffs.reshape(h, w, 12).astype(np.float32, copy=False)
     y0, y1, fy = (a[oy : oy + height] for a in _interp_weights(full_h, h))
     x0, x1, fx = (a[ox : ox + width] for a in _interp_weights(full_w, w))
+    rows = np.unique(np.concatenate([y0, y1]))  # the low-resolution rows in use
+    used = planes[rows]  # (k, w, 12)
+    along_x = used[:, x0] * (1 - fx[None, :, None]) + used[:, x1] * fx[None, :, None]  # (k, W, 12)
+    along_x = torch.from_numpy(np.ascontiguousarray(along_x.transpose(0, 2, 1)))  # (k, 12, W)
+    i0, i1 = np.searchsorted(rows, y0), np.searchsorted(rows, y1)
+    pixels = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)  # (3, H, W) view
+    weight_y = torch.from_numpy(np.ascontiguousarray(fy, dtype=np.float32))
     out = np.empty((height, width, 3), dtype=np.float32)
-    for start in range(0, height, rows_per_strip):
-        stop = min(start + rows_per_strip, height)
-        wy = fy[start:stop, None]
-        rows = planes[:, y0[start:stop]] * (1 - wy) + planes[:, y1[start:stop]] * wy  # (12, s, w)
-        coef = np.take(rows, x0, axis=2)  # (12, s, W)
-        slope = np.take(rows, x1, axis=2)
-        slope -= coef
-        slope *= fx
-        coef += slope
-        pix = image[start:stop].astype(np.float32, copy=False)
-        for i in range(3):
-            acc = coef[4 * i + 3].copy()
-            for j in range(3):
-                acc += coef[4 * i + j] * pix[..., j]
-            np.clip(acc, 0.0, 1.0, out=acc)
-            out[start:stop, :, i] = acc
+    result = torch.from_numpy(out)
+    cuts = (i0[1:] != i0[:-1]) | (i1[1:] != i1[:-1]) | (np.arange(1, height) % rows_per_strip == 0)
+    starts = np.flatnonzero(np.r_[True, cuts])
+    with torch.inference_mode():
+        for start, stop in zip(starts, np.r_[starts[1:], height]):
+            top = along_x[i0[start]]  # (12, W): T0
+            change = along_x[i1[start]] - top  # T1 - T0
+            pix = pixels[:, start:stop].contiguous()  # (3, n, W)
+            wy = weight_y[start:stop, None]
+            for i in range(3):
+                acc = top[4 * i + 3].expand(stop - start, width).clone()
+                delta = change[4 * i + 3].expand(stop - start, width).clone()
+                for j in range(3):
+                    acc.addcmul_(pix[j], top[4 * i + j])
+                    delta.addcmul_(pix[j], change[4 * i + j])
+                acc.addcmul_(delta, wy)
+                result[start:stop, :, i] = acc.clamp_(0.0, 1.0)
     return out
 
 
