@@ -188,11 +188,12 @@ def apply_affine(
     Returns:
         float32 of ``image``'s shape, clipped to [0, 1].
 
-    The coefficients are interpolated along x on the few low-resolution rows in use, then each
-    block of full-resolution rows between the same two low-resolution rows gets
-    ``T0(x) + wy · (T1(x) − T0(x))`` from fused multiply-adds (bilinear interpolation is linear, so
-    this is the same transform; no per-pixel copy of the 12 coefficients). Memory: one block of at
-    most ``rows_per_strip`` rows at a time.
+    The coefficients are interpolated along x on the low-resolution rows in use; each output row
+    then gets ``T0(x) + wy · (T1(x) − T0(x))`` (T0, T1: its two low-resolution rows' transforms)
+    from fused multiply-adds — bilinear interpolation is linear, so this is the same transform.
+    When enlarging, whole blocks of rows share T0 and T1 (no per-pixel copy of the 12
+    coefficients); otherwise each strip gathers its rows' coefficients. Memory: at most
+    ``rows_per_strip`` rows at a time.
     """
     import torch
 
@@ -207,22 +208,31 @@ def apply_affine(
     used = planes[rows]  # (k, w, 12)
     along_x = used[:, x0] * (1 - fx[None, :, None]) + used[:, x1] * fx[None, :, None]  # (k, W, 12)
     along_x = torch.from_numpy(np.ascontiguousarray(along_x.transpose(0, 2, 1)))  # (k, 12, W)
-    i0, i1 = np.searchsorted(rows, y0), np.searchsorted(rows, y1)
+    i0, i1 = np.searchsorted(rows, y0), np.searchsorted(rows, y1)  # y0, y1 as positions in ``rows``
     pixels = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)  # (3, H, W) view
     weight_y = torch.from_numpy(np.ascontiguousarray(fy, dtype=np.float32))
     out = np.empty((height, width, 3), dtype=np.float32)
     result = torch.from_numpy(out)
-    cuts = (i0[1:] != i0[:-1]) | (i1[1:] != i1[:-1]) | (np.arange(1, height) % rows_per_strip == 0)
-    starts = np.flatnonzero(np.r_[True, cuts])
+    if height >= 8 * len(rows):  # enlarging: blocks of rows share their two coefficient rows
+        cuts = (i0[1:] != i0[:-1]) | (i1[1:] != i1[:-1]) | (np.arange(1, height) % rows_per_strip == 0)
+        starts = np.flatnonzero(np.r_[True, cuts])
+    else:  # about one low-resolution row per output row: strips, each row's coefficients gathered
+        starts = np.arange(0, height, rows_per_strip)
+    i0, i1 = torch.from_numpy(i0), torch.from_numpy(i1)
     with torch.inference_mode():
         for start, stop in zip(starts, np.r_[starts[1:], height]):
-            top = along_x[i0[start]]  # (12, W): T0
-            change = along_x[i1[start]] - top  # T1 - T0
+            n = stop - start
+            if i0[start] == i0[stop - 1] and i1[start] == i1[stop - 1]:  # (12, W), broadcast over the rows
+                top = along_x[i0[start]].unsqueeze(1)
+                change = along_x[i1[start]].unsqueeze(1) - top
+            else:  # (12, n, W)
+                top = along_x[i0[start:stop]].transpose(0, 1)
+                change = along_x[i1[start:stop]].transpose(0, 1) - top
             pix = pixels[:, start:stop].contiguous()  # (3, n, W)
             wy = weight_y[start:stop, None]
             for i in range(3):
-                acc = top[4 * i + 3].expand(stop - start, width).clone()
-                delta = change[4 * i + 3].expand(stop - start, width).clone()
+                acc = top[4 * i + 3].expand(n, width).clone()
+                delta = change[4 * i + 3].expand(n, width).clone()
                 for j in range(3):
                     acc.addcmul_(pix[j], top[4 * i + j])
                     delta.addcmul_(pix[j], change[4 * i + j])
