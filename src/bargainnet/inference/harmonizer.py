@@ -20,10 +20,10 @@ How an image goes through (see :mod:`bargainnet.io` for the input rules):
    256×256 (:data:`bargainnet.models.base.INHARMONY_SIZE`), before, and on the full-resolution
    result resized the same way, after (against the composite's background code z_b, since a
    foreground harmonization leaves the background as it was; the ONNX runner, which has no
-   separate extractor, reports
-   the graph's own numbers at S×S); with ``min_inharmony=T`` an image whose inharmony level is
-   below T is returned unchanged (paper supplement §7: leave harmonious images alone), and with
-   ``keep_if_worse=True`` one whose inharmony rose is returned unchanged too;
+   separate extractor, reports the graph's own numbers at S×S); with ``min_inharmony=T`` an
+   image whose inharmony level is below T is returned unchanged (paper supplement §7: leave
+   harmonious images alone), and with ``keep_if_worse=True`` one whose inharmony rose is returned
+   unchanged too;
 4. the colour change is lifted to full resolution (:mod:`bargainnet.inference.resolution`: a
    smooth local affine colour transform fitted inside the foreground; ``method="upsample"``
    upsamples the network output instead), and composited with the full-resolution mask, so
