@@ -761,15 +761,17 @@ def fg_mse(out_u8: np.ndarray, real_u8: np.ndarray, mask: np.ndarray) -> float:
 class Method:
     """A column of the benchmark: ``name``, ``kind`` ("baseline" or "model"), ``run(item paths)``."""
 
-    def __init__(self, name: str, weights: str | None = None):
+    def __init__(self, name: str, weights: str | None = None, lift_radius: int | None = None):
         self.name = name
         self.kind = "baseline" if name in BASELINES else "model"
         self.weights = weights
+        self.lift_radius = lift_radius if self.kind == "model" else None
         self.harmonizer = None
         if self.kind == "model":
             from bargainnet.inference import Harmonizer
 
-            self.harmonizer = Harmonizer.from_pretrained(weights)
+            extra = {} if lift_radius is None else {"radius": lift_radius}
+            self.harmonizer = Harmonizer.from_pretrained(weights, **extra)
 
     def table2(self, composite: np.ndarray, real: np.ndarray, output: np.ndarray, mask: np.ndarray) -> str:
         """The paper's six Table 2 requirements for one (composite, real, harmonized) triplet, as
@@ -904,13 +906,14 @@ def _cache_file(out: Path, method: "Method", manifest_sha: str, judge_sha: str) 
         from bargainnet.inference import default_weights_path
 
         weights_sha = _sha256(default_weights_path())
-    key = hashlib.sha256(f"{method.name}|{weights_sha}|{manifest_sha}|{judge_sha}|{CACHE_VERSION}".encode()).hexdigest()[:16]
+    radius = "" if method.lift_radius is None else f"|radius {method.lift_radius}"  # older keys stay valid
+    key = hashlib.sha256(f"{method.name}|{weights_sha}|{manifest_sha}|{judge_sha}|{CACHE_VERSION}{radius}".encode()).hexdigest()[:16]
     return out / "cache" / f"{method.name}-{key}.json"
 
 
 def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, limit: int | None = None,
         threads: int = 1, progress: bool = True, command: str = "", reuse: bool = True,
-        judge_weights: str | None = None) -> dict[str, Any]:
+        judge_weights: str | None = None, lift_radius: int | None = None) -> dict[str, Any]:
     """Run every method on every item; write results.json, results.md, per_item.csv, sheets.
 
     The real cut-outs have no answer: every output is scored by one judge, the inharmony distance
@@ -933,7 +936,7 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
         items = [items[i] for i in sorted(set(idx))]
     out.mkdir(parents=True, exist_ok=True)
     t_load = time.time()
-    cols = [Method(name, w) for name, w in methods]
+    cols = [Method(name, w, lift_radius) for name, w in methods]
     from bargainnet.inference import default_weights_path
 
     judge_weights = judge_weights or str(JUDGE if JUDGE.is_file() else default_weights_path())
@@ -1243,6 +1246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-o", "--out", type=Path, default=Path("outputs/known_answer"))
     p.add_argument("--limit", type=int, help="N items spread over the manifest (a quick look)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--lift-radius", type=int, metavar="R", help="the models' lifting radius (default: the Harmonizer's)")
     p.add_argument("--no-reuse", action="store_true", help="recompute every method (default: reuse the numbers "
                    "cached in OUT/cache/ by an earlier run of the same method, weights and items)")
     for p in sub.choices.values():
@@ -1260,7 +1264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             methods = parse_methods(args.methods, args.weights)
             res = run(args.items, methods, args.out, limit=args.limit, threads=args.threads, progress=not args.quiet,
-                      reuse=not args.no_reuse, judge_weights=args.judge,
+                      reuse=not args.no_reuse, judge_weights=args.judge, lift_radius=args.lift_radius,
                       command="python benchmarks/known_answer.py " + " ".join(sys.argv[1:] if argv is None else argv))
             print(markdown(res, [n for n, _ in methods]).split("## By")[0])
             print(f"written to {args.out}")

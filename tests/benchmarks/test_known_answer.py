@@ -153,3 +153,19 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path):
     assert "Table 2" in report and "all six" in report and str(weights) in report
     rows = (tmp_path / "out" / "per_item.csv").read_text().splitlines()
     assert "ct.table2" in rows[0]
+
+
+def test_the_lifting_radius_is_part_of_a_model_columns_cache_key(ka, tmp_path):
+    import torch
+
+    from bargainnet.models.bargainnet import BargainNet
+    from bargainnet.models.convert import save_weights
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(BargainNet(ngf=4, num_downs=6, code_dim=4), weights)
+    plain, wide = ka.Method("m", str(weights)), ka.Method("m", str(weights), lift_radius=64)
+    assert wide.harmonizer.radius == 64 and plain.harmonizer.radius == 4
+    files = {ka._cache_file(tmp_path, m, "manifest", "judge") for m in (plain, wide, ka.Method("m", str(weights)))}
+    assert len(files) == 2  # radius 64 is cached apart; the default radius keeps the older key
+    assert ka.Method("reinhard", lift_radius=64).lift_radius is None  # baselines do not lift

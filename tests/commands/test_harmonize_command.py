@@ -100,6 +100,12 @@ def test_background_mode_and_onnx_backend(weights, tmp_path, capsys):
     assert code == 0
     code, _, _ = run(harmonize(weights, comp, mask, "-o", tmp_path / "y.png", "--method", "upsample"), capsys)
     assert code == 0
+    code, _, _ = run(harmonize(weights, comp, mask, "-o", tmp_path / "w.png", "--lift-radius", "64"), capsys)
+    assert code == 0
+    m = np.asarray(Image.open(mask)) >= 128  # a smoother change, the background as it was
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "w.png"))[~m], np.asarray(Image.open(comp))[~m])
+    code, _, err = run(harmonize(weights, comp, mask, "-o", tmp_path / "z.png", "--lift-radius", "0"), capsys)
+    assert code != 0 and "lifting radius" in err and "Traceback" not in err
 
 
 def test_folder_mode_goes_on_past_bad_items(weights, tmp_path, capsys):

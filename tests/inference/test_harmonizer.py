@@ -53,6 +53,8 @@ def test_bad_construction(weights):
         Harmonizer.from_pretrained(weights, size=80)
     with pytest.raises(InputError, match="backend"):
         Harmonizer.from_pretrained(weights, backend="tensorrt")
+    with pytest.raises(InputError, match="lifting radius"):
+        Harmonizer.from_pretrained(weights, radius=0)
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             Harmonizer.from_pretrained(weights, device="cuda")

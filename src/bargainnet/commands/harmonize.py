@@ -66,6 +66,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             "transform to every pixel; lift = carry the network's colour change over with a fitted "
                             "local affine transform; upsample = upsample the output; auto (default) = transform "
                             "when the model predicts one, else lift")
+    model.add_argument("--lift-radius", type=int, default=None, metavar="R",
+                       help="lifting's window radius in working-size pixels (default 4); larger = a smoother "
+                            "colour change (docs/evaluation.md: 64 helped the 128 px models on held-out photos)")
     model.add_argument("--harmonize-background", action="store_true",
                        help="translate the background to the foreground's domain instead (paper §4.6)")
     model.add_argument("--min-inharmony", type=float, metavar="T",
@@ -196,6 +199,7 @@ def _harmonizer(args):
     return Harmonizer.from_pretrained(
         args.weights, backend=args.backend, device=args.device, size=args.size, batch_size=args.batch_size,
         method=args.method, threshold=args.mask_threshold, max_pixels=args.max_pixels,
+        **({} if args.lift_radius is None else {"radius": args.lift_radius}),
     )
 
 

@@ -317,7 +317,9 @@ class Harmonizer:
         self.keep_if_worse = bool(keep_if_worse)
         self.threshold = threshold
         self.max_pixels = max_pixels
-        self.radius = radius
+        if int(radius) != radius or radius < 1:
+            raise InputError(f"the lifting radius must be a whole number >= 1, got {radius}")
+        self.radius = int(radius)
         self.eps = eps
 
     # -- construction -------------------------------------------------------------------------
