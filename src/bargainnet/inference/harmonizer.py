@@ -399,13 +399,9 @@ class Harmonizer:
         False for the ONNX runner, whose numbers come from the graph at the working size."""
         return hasattr(self.runner, "codes")
 
-    def canonical_inharmony(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
-        """Inharmony distances (B,) of images (INHARMONY_SIZE², 3) in [0, 1] with bool masks: one
-        extractor call on the one scale every score uses."""
-        return self._canonical_codes(images, masks)[0]
-
-    def _canonical_codes(self, images, masks, z_b=None):
-        """Distances (B,) as :meth:`canonical_inharmony`, and the background codes z_b (B, L)."""
+    def _canonical_codes(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], z_b=None):
+        """Inharmony distances (B,) of images (INHARMONY_SIZE², 3) in [0, 1] with bool masks, on the
+        one scale every score uses, and the background codes z_b (B, L) (given: only z_f is computed)."""
         import torch
 
         comp = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() * 2 - 1

@@ -121,7 +121,8 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
                          f"(weights, configuration) = {differ}")
     state = source.state_dict()
     if new_head:  # every tensor but G's last layer, which stays at its identity initialisation
-        head = {f"generator.model.model.3.{k}" for k in ("weight", "bias")}
+        layer = next(name for name, m in model.named_modules() if m is model.generator.output_layer)
+        head = {f"{layer}.{k}" for k in ("weight", "bias")}
         state = {k: v for k, v in state.items() if k not in head}
         missing, unexpected = model.load_state_dict(state, strict=False)
         assert set(missing) == head and not unexpected, (missing, unexpected)
