@@ -128,3 +128,24 @@ def test_frozen_encoder_code_passes_gradients_to_the_image_only():
     frozen.sum().backward()
     assert all(p.grad is None for p in enc.parameters()) and image.grad.abs().sum() > 0
     assert torch.equal(enc.norm2f.running_mean, running)
+
+
+def test_identity_weight_counts_unperturbed_samples_that_many_times():
+    # float64 reference: per-image mean |out - real|, the unperturbed image's counted 3 times
+    torch.manual_seed(3)
+    real = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    composite = real.clone()
+    composite[0] += 0.2  # sample 0 perturbed, sample 1 unperturbed
+    out = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    per_image = [(out[i] - real[i]).abs().mean() for i in range(2)]
+    cfg = LossConfig(identity_weight=3.0, background_triplet=False, foreground_triplet=False)
+    total, parts = bargainnet_loss({"harmonized": out}, real, cfg, composite=composite)
+    assert torch.allclose(total, (per_image[0] + 3 * per_image[1]) / 2)
+    # weight 1 is the paper's loss, bit for bit
+    paper, _ = bargainnet_loss({"harmonized": out}, real, LossConfig(background_triplet=False, foreground_triplet=False),
+                               composite=composite)
+    assert torch.equal(paper, torch.nn.functional.l1_loss(out, real))
+    with pytest.raises(ValueError, match="needs the composite"):
+        bargainnet_loss({"harmonized": out}, real, cfg)
+    with pytest.raises(ValueError, match="identity_weight"):
+        LossConfig(identity_weight=-1)
