@@ -62,6 +62,10 @@ def test_export_weights_round_trip(cli_run, tmp_path):
     assert half.stat().st_size < 0.6 * out.stat().st_size
     with torch.no_grad():
         assert torch.allclose(load_weights(half)(x, m), reference(x, m), atol=2e-2)
+    assert load_weights(out).inference_settings == {}
+    wide = tmp_path / "wide.safetensors"
+    assert main(["export-weights", str(cli_run), "-o", str(wide), "--lift-radius", "32"]) == 0
+    assert load_weights(wide).inference_settings == {"lift_radius": 32}
 
 
 def test_cli_errors(cli_run, tiny_root, tmp_path, capsys):
@@ -78,6 +82,9 @@ def test_cli_errors(cli_run, tiny_root, tmp_path, capsys):
     assert main(["export-weights", str(tmp_path), "-o", str(tmp_path / "w.safetensors")]) == 3
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["export-weights", str(cli_run), "-o", str(tmp_path / "w.bin")]) == 4
+    assert main(["export-weights", str(cli_run), "-o", str(tmp_path / "w.safetensors"), "--lift-radius", "0"]) == 3
+    assert "lift_radius must be a whole number >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "w.safetensors").exists()
 
 
 def _expected_input_mse(root) -> float:

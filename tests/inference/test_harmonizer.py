@@ -296,3 +296,41 @@ def test_iter_batch_yields_a_result_or_an_error_per_item(harmonizer, tmp_path):
     assert scores.before.distance == pytest.approx(full.before.distance, abs=1e-5)
     assert scores.after.distance == pytest.approx(full.after.distance, abs=1e-5)
     assert only.before.distance == pytest.approx(full.before.distance, abs=1e-4)
+
+
+def test_a_weights_file_recommends_its_lifting_radius(weights, tmp_path):
+    from bargainnet.models.convert import load_weights, read_metadata
+
+    assert Harmonizer.from_pretrained(weights).radius == 4  # no recommendation: the library's default
+    model = load_weights(weights)
+    assert model.inference_settings == {}
+    model.inference_settings = {"lift_radius": 64}
+    wide = save_weights(model, tmp_path / "wide.safetensors")
+    assert read_metadata(wide)["inference"] == '{"lift_radius": 64}'
+    assert load_weights(wide).inference_settings == {"lift_radius": 64}
+    assert Harmonizer.from_pretrained(wide).radius == 64
+    assert Harmonizer(load_weights(wide)).radius == 64
+    assert Harmonizer.from_pretrained(wide, radius=8).radius == 8  # the caller's choice wins
+    # the recommendation travels into an ONNX export
+    assert Harmonizer.from_pretrained(wide, backend="onnxruntime").radius == 64
+    for bad, match in (({"lift_radius": 0}, "lift_radius must be"), ({"lift_radius": 2.5}, "lift_radius must be"),
+                       ({"radius": 3}, "unknown inference settings")):
+        model.inference_settings = bad
+        with pytest.raises(InputError, match=match):
+            save_weights(model, tmp_path / "bad.safetensors")
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_a_broken_inference_setting_in_a_file_is_a_clear_error(weights, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from bargainnet.models.convert import read_metadata
+
+    meta = {**read_metadata(weights), "inference": '{"lift_radius": "wide"}'}
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(weights)), str(bad), metadata=meta)
+    with pytest.raises(InputError, match="bad.safetensors: lift_radius must be"):
+        Harmonizer.from_pretrained(bad)
+    save_file(load_file(str(weights)), str(bad), metadata={**meta, "inference": "{wide"})
+    with pytest.raises(InputError, match="invalid inference settings"):
+        Harmonizer.from_pretrained(bad)

@@ -4,7 +4,8 @@
     bargainnet export-weights runs/cpu_small/step00004000.ckpt -o m.safetensors --fp16
 
 The file holds the model configuration in its metadata (``bargainnet.models.convert.load_weights``
-needs nothing else), plus the training step, the source checkpoint and the training data folder.
+needs nothing else), plus the training step, the source checkpoint and the training data folder,
+and with ``--lift-radius R`` the lifting radius the Harmonizer uses for it unless told otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="RUN_OR_CKPT", help="run folder (uses its last.ckpt) or a .ckpt file")
     parser.add_argument("-o", "--output", required=True, help="output .safetensors file")
     parser.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    parser.add_argument("--lift-radius", type=int, metavar="R",
+                        help="record R as the model's recommended lifting radius (harmonize's default for it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     trained = trained_model(ckpt)
     model, step = trained.model, trained.step
     model.config.image_size = trained.config.data.size  # inference runs there by default
+    if args.lift_radius is not None:
+        model.inference_settings = {"lift_radius": args.lift_radius}  # validated by save_weights
     info = {"source": f"{ckpt.name} (training step {step})", "training_step": str(step)}
     run_record = ckpt.parent / "run.yaml"
     if run_record.is_file():

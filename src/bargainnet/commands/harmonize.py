@@ -67,8 +67,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             "local affine transform; upsample = upsample the output; auto (default) = transform "
                             "when the model predicts one, else lift")
     model.add_argument("--lift-radius", type=int, default=None, metavar="R",
-                       help="lifting's window radius in working-size pixels (default 4); larger = a smoother "
-                            "colour change (docs/evaluation.md: 64 helped the 128 px models on held-out photos)")
+                       help="lifting's window radius in working-size pixels (default: the radius the weights file "
+                            "recommends, else 4); larger = a smoother colour change (docs/evaluation.md: 64 helped "
+                            "the 128 px models on held-out photos)")
     model.add_argument("--harmonize-background", action="store_true",
                        help="translate the background to the foreground's domain instead (paper §4.6)")
     model.add_argument("--min-inharmony", type=float, metavar="T",

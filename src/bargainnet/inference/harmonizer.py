@@ -193,6 +193,7 @@ class TorchRunner:
         self.model = model.eval().to(device)
         self.device = device
         self.config = model.config
+        self.inference_settings = dict(getattr(model, "inference_settings", None) or {})
 
     @property
     def predicts_transform(self) -> bool:
@@ -274,7 +275,9 @@ class Harmonizer:
             (the result says ``got_worse`` and ``kept``).
         threshold: mask binarisation threshold (see :mod:`bargainnet.io`).
         max_pixels: pixel limit per input image (decompression-bomb guard).
-        radius, eps: lifting parameters (:func:`bargainnet.inference.lifting.fit_local_affine`).
+        radius, eps: lifting parameters (:func:`bargainnet.inference.lifting.fit_local_affine`);
+            radius None = the model's recommendation (its weights file's ``lift_radius``), else
+            ``lifting.DEFAULT_RADIUS``.
         runner: a ready runner (e.g. :class:`bargainnet.inference.onnx.OnnxRunner`) instead of ``model``.
     """
 
@@ -290,7 +293,7 @@ class Harmonizer:
         keep_if_worse: bool = False,
         threshold: float = bio.MASK_THRESHOLD,
         max_pixels: int | None = None,
-        radius: int = lifting.DEFAULT_RADIUS,
+        radius: int | None = None,
         eps: float = lifting.DEFAULT_EPS,
         runner=None,
     ):
@@ -317,6 +320,8 @@ class Harmonizer:
         self.keep_if_worse = bool(keep_if_worse)
         self.threshold = threshold
         self.max_pixels = max_pixels
+        if radius is None:
+            radius = getattr(runner, "inference_settings", {}).get("lift_radius", lifting.DEFAULT_RADIUS)
         if int(radius) != radius or radius < 1:
             raise InputError(f"the lifting radius must be a whole number >= 1, got {radius}")
         self.radius = int(radius)

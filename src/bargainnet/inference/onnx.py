@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from ..errors import InputError, OutputError
 from ..io import atomic_write
 from ..models.base import check_size
+from ..models.convert import check_inference_settings
 from ..models.registry import architecture_of, build_config
 
 INPUT_NAMES = ("composite", "mask")
@@ -103,6 +104,7 @@ def export_onnx(
             ("bargainnet_architecture", architecture),
             ("bargainnet_config", json.dumps(config.to_dict())),
             ("bargainnet_size", str(size)),
+            ("bargainnet_inference", json.dumps(getattr(model, "inference_settings", None) or {}, sort_keys=True)),
         )
         for key, value in metadata:
             entry = proto.metadata_props.add()
@@ -116,7 +118,8 @@ class OnnxRunner:
     """Runs an exported graph with onnxruntime (CPU by default).
 
     ``config`` is the model family's configuration (typed, as ``model.config``) and ``size`` the
-    working size it was exported at. ``run(composite, mask)`` takes float32 numpy or torch tensors (B, 3, S, S) in [-1, 1] and
+    working size it was exported at; ``inference_settings`` what the weights file recommended
+    (copied into the graph's metadata at export). ``run(composite, mask)`` takes float32 numpy or torch tensors (B, 3, S, S) in [-1, 1] and
     (B, 1, S, S) and returns torch tensors (harmonized, inharmony_before, inharmony_after).
     """
 
@@ -150,6 +153,11 @@ class OnnxRunner:
             self.config = build_config(meta.get("bargainnet_architecture"), json.loads(meta.get("bargainnet_config", "{}")))
         except (ValueError, TypeError) as err:
             raise InputError(f"{path}: invalid model configuration in its metadata: {err}") from None
+        try:
+            settings = json.loads(meta.get("bargainnet_inference", "{}"))
+        except ValueError as err:
+            raise InputError(f"{path}: invalid inference settings in its metadata: {err}") from None
+        self.inference_settings = check_inference_settings(settings, str(path))
         self.path = path
 
     def run(self, composite, mask) -> tuple[Tensor, Tensor, Tensor]:

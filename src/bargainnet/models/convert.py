@@ -6,7 +6,10 @@ module names follow that layout, so loading is a key-by-key check. ``torch.load`
 with ``weights_only=True``: no pickled code is ever executed.
 
 Our format is one safetensors file whose metadata holds the model configuration (JSON), so a
-weights file describes itself: ``load_weights(path)`` needs nothing else.
+weights file describes itself: ``load_weights(path)`` needs nothing else. It may also recommend
+inference settings (``inference``: JSON, e.g. ``{"lift_radius": 64}``), which the loaded model
+carries as ``model.inference_settings`` and :class:`~bargainnet.inference.Harmonizer` uses unless
+told otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from .registry import DEFAULT_ARCHITECTURE, architecture_of, get_family
 
 FORMAT_NAME = "bargainnet"
 FORMAT_VERSION = "1"
+#: Inference settings a weights file may recommend (metadata key ``inference``, JSON).
+INFERENCE_SETTINGS = ("lift_radius",)
 _FIRST_DOWN = "model.model.0.weight"  # outermost down-convolution: (ngf, input_nc, 4, 4)
 
 
@@ -118,6 +123,8 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.d
     Args:
         dtype: e.g. torch.float16 to halve the file; buffers that count batches stay integers.
         info: extra string metadata (e.g. ``trained_on``, ``license``).
+
+    The model's ``inference_settings`` (when set and not empty) are written as ``inference``.
     """
     from safetensors.torch import save_file
 
@@ -135,8 +142,24 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.d
         "config": json.dumps(model.config.to_dict()),
         **{k: str(v) for k, v in info.items()},
     }
+    settings = check_inference_settings(getattr(model, "inference_settings", None) or {}, str(path))
+    if settings:
+        metadata["inference"] = json.dumps(settings, sort_keys=True)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), suffix=".tmp")
     return path
+
+
+def check_inference_settings(settings, where: str) -> dict:
+    """``settings`` (a dict of :data:`INFERENCE_SETTINGS`) validated; InputError naming ``where``."""
+    if not isinstance(settings, dict):
+        raise InputError(f"{where}: inference settings must be a JSON object, got {settings!r}")
+    unknown = sorted(set(settings) - set(INFERENCE_SETTINGS))
+    if unknown:
+        raise InputError(f"{where}: unknown inference settings {unknown} (known: {list(INFERENCE_SETTINGS)})")
+    radius = settings.get("lift_radius")
+    if radius is not None and (isinstance(radius, bool) or not isinstance(radius, int) or radius < 1):
+        raise InputError(f"{where}: lift_radius must be a whole number >= 1, got {radius!r}")
+    return dict(settings)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -154,7 +177,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load a file written by :func:`save_weights` (or ``bargainnet convert``), in eval mode, fp32.
+    """Load a file written by :func:`save_weights` (or ``bargainnet convert``), in eval mode, fp32,
+    with the file's recommended ``inference_settings`` (a dict, empty when none).
 
     The model's class comes from the file's ``architecture`` field (:mod:`.registry`); files
     written before that field existed hold the paper's model.
@@ -175,7 +199,12 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise InputError(f"{path}: {err}") from None
     except (ValueError, TypeError) as err:
         raise InputError(f"{path}: invalid model configuration in metadata: {err}") from None
+    try:
+        settings = json.loads(metadata.get("inference", "{}"))
+    except ValueError as err:
+        raise InputError(f"{path}: invalid inference settings in metadata: {err}") from None
     model = family.model_class(config)
+    model.inference_settings = check_inference_settings(settings, str(path))
     state = load_file(str(path))
     expected = model.state_dict()
     state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
