@@ -426,11 +426,15 @@ def registry_photos(heldout: Path, side: int = REGISTRY_SIDE) -> tuple[list[dict
     return photos, missing
 
 
-def lalonde_test_photos(root: Path) -> list[dict[str, Any]]:
+def lalonde_test_photos(root: Path, names: set[str] | None = None) -> list[dict[str, Any]]:
     """The default model's Lalonde–Efros test photos: ``bargainnet synth``'s split with its default
-    test fraction (0.15) and ``--seed 0`` (300 of 1,999), with their object masks."""
+    test fraction (0.15) and ``--seed 0`` (300 of 1,999), with their object masks; with ``names``
+    (file stems) those photos instead."""
     photos = list_photos(root / "real_images", root / "real_masks")
-    _, test_idx = _split_photos(len(photos), 0.15, None, 0)
+    if names is None:
+        _, test_idx = _split_photos(len(photos), 0.15, None, 0)
+    else:
+        test_idx = [i for i, p in enumerate(photos) if p.stem in names]
     out = []
     for i in test_idx:
         img, mask = load_photo(photos[i])
@@ -441,15 +445,16 @@ def lalonde_test_photos(root: Path) -> list[dict[str, Any]]:
     return out
 
 
-def list_stamps(heldout: Path) -> list[dict[str, Any]]:
-    """Odd-hash Tux Paint stamps with an alpha channel: ``[{rel, path, photographic, fill}]``."""
+def list_stamps(heldout: Path, half: str = "odd") -> list[dict[str, Any]]:
+    """Tux Paint stamps of one hash half (``"odd"``: held out; ``"even"``: the training side's, for
+    the validation build) with an alpha channel: ``[{rel, path, photographic, fill}]``."""
     root = heldout / "tuxpaint-stamps-default" / "usr/share/tuxpaint/stamps"
     if not root.is_dir():
         return []
     stamps = []
     for p in sorted(root.rglob("*.png")):
         rel = p.relative_to(root).as_posix()
-        if not stamp_is_odd(rel):
+        if stamp_is_odd(rel) != (half == "odd"):
             continue
         with Image.open(p) as im:
             if im.mode not in ("RGBA", "LA", "PA") and "transparency" not in im.info:
@@ -535,6 +540,7 @@ def build_items(
     registry_masks: dict[str, int] | None = None,
     lalonde_identity_every: int = 5,
     n_cutouts: int = 80,
+    families: Sequence[str] = FAMILIES,
     progress: bool = True,
 ) -> dict[str, int]:
     """Make every benchmark item and write it with ``writer``; returns counts of dropped draws.
@@ -567,9 +573,9 @@ def build_items(
         bar.update(1)
         image = photo["image"].astype(np.float64) / 255.0
         mask = photo["objects"][0]
-        family = FAMILIES[i % len(FAMILIES)]
+        family = families[i % len(families)]
         rng = np.random.default_rng([seed, 1, i])
-        level = list(CURVE_STRENGTHS)[(i // len(FAMILIES)) % 3]
+        level = list(CURVE_STRENGTHS)[(i // len(families)) % 3]
         comp, params = perturb_object(family, image, mask, rng, reference_fn(lalonde, photo["name"], rng), level)
         if comp is None:
             dropped[f"lalonde/{family}"] += 1
@@ -599,7 +605,7 @@ def build_items(
                     dropped[f"registry/mask/{kind}"] += 1
                     continue
                 writer.add("identity", photo, photo["image"], mask, True, family="none", mask_kind=kind, mask_detail=detail, params={})
-                for f, family in enumerate(FAMILIES):
+                for f, family in enumerate(families):
                     rng = np.random.default_rng([seed, 4, i, MASK_KINDS.index(kind), k, f])
                     level = list(CURVE_STRENGTHS)[(i + k) % 3]
                     comp, params = perturb_object(family, image, mask, rng, reference_fn(registry, photo["name"], rng), level)
@@ -609,7 +615,7 @@ def build_items(
                     writer.add("perturbed", photo, _u8(comp), mask, True, family=family, mask_kind=kind,
                                mask_detail=detail, params=params)
     bar.close()
-    backgrounds = registry + lalonde[: max(0, n_cutouts // 4)]
+    backgrounds = registry + lalonde[: max(0, n_cutouts // 4)] if registry else lalonde
     rng = np.random.default_rng([seed, 5])
     if photographic and backgrounds:
         picks = rng.choice(len(photographic), size=min(n_cutouts, len(photographic)), replace=False)
@@ -658,29 +664,56 @@ def paste_cutout(stamp_path: Path, background: np.ndarray, rng: np.random.Genera
     return out, mask
 
 
+def validation_photo_names(synth: Path) -> set[str]:
+    """The Lalonde–Efros photos of a ``bargainnet synth`` folder's test (validation) split: its
+    ``composites.jsonl`` sources whose split is ``test`` (the reserved benchmark photos are not in it)."""
+    index = synth / "composites.jsonl"
+    if not index.is_file():
+        raise UserError(f"{index} not found: --validation-of needs a 'bargainnet synth' output folder")
+    names = set()
+    for line in index.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("split") == "test" and str(row.get("source", "")).startswith("image_"):
+            names.add(row["source"])
+    if not names:
+        raise UserError(f"{index}: no Lalonde–Efros photos in its test split")
+    return names
+
+
 def build(heldout: Path, lalonde_root: Path | None, out: Path, seed: int = SEED, n_cutouts: int = 80,
-          lalonde_limit: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Build every item into ``out`` (``manifest.json``, ``sources.md``, ``items/``, ``reals/``)."""
+          lalonde_limit: int | None = None, progress: bool = True, validation_of: Path | None = None) -> dict[str, Any]:
+    """Build every item into ``out`` (``manifest.json``, ``sources.md``, ``items/``, ``reals/``).
+
+    ``validation_of`` (a synth folder) builds the *validation* set instead, for choosing settings
+    without looking at the benchmark: that folder's validation Lalonde photos, no registry photos,
+    the training-side (even-hash) stamps, the training side's families only (no ``curves``) and
+    every photo also in the identity set."""
     if out.exists() and any(out.iterdir()):
         raise UserError(f"output folder {out} is not empty; delete it to rebuild")
-    registry, warnings = registry_photos(heldout)
-    stamps = list_stamps(heldout)
+    if validation_of is not None and lalonde_root is None:
+        raise UserError("--validation-of needs --lalonde")
+    names = None if validation_of is None else validation_photo_names(validation_of)
+    registry, warnings = registry_photos(heldout) if names is None else ([], [])
+    stamps = list_stamps(heldout, "odd" if names is None else "even")
     if not stamps:
         warnings.append("no Tux Paint stamps: silhouettes and real cut-outs skipped (run the fetch step)")
     lalonde = []
     if lalonde_root is not None:
-        lalonde = lalonde_test_photos(lalonde_root)[:lalonde_limit]
+        lalonde = lalonde_test_photos(lalonde_root, names)[:lalonde_limit]
     else:
         warnings.append("no --lalonde: the Lalonde–Efros test photos are skipped")
+    families = FAMILIES if names is None else tuple(f for f in FAMILIES if f != HELD_OUT_FAMILY)
     for w in warnings:
         print("warning:", w, file=sys.stderr)
     t0 = time.time()
     writer = ItemWriter(out)
-    dropped = build_items(writer, lalonde, registry, stamps, seed=seed, n_cutouts=n_cutouts, progress=progress)
+    dropped = build_items(writer, lalonde, registry, stamps, seed=seed, n_cutouts=n_cutouts, families=families,
+                          lalonde_identity_every=5 if names is None else 1, progress=progress)
     sources = sources_table(lalonde, registry, stamps, writer.items, heldout)
     manifest = {
         "about": "known-answer benchmark items (benchmarks/known_answer.py build)",
-        "seed": seed, "families": list(FAMILIES), "held_out_family": HELD_OUT_FAMILY, "mask_kinds": list(MASK_KINDS),
+        "split": "benchmark" if names is None else f"validation (of {validation_of})",
+        "seed": seed, "families": list(families), "held_out_family": HELD_OUT_FAMILY, "mask_kinds": list(MASK_KINDS),
         "registry_long_side": REGISTRY_SIDE, "photo_flat_max": PHOTO_FLAT_MAX, "dropped_draws": dropped,
         "warnings": warnings, "sources": sources, "build_seconds": round(time.time() - t0, 1), "items": writer.items,
     }
@@ -1236,6 +1269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--cutouts", type=int, default=80, help="real cut-out items (default 80)")
     p.add_argument("--lalonde-limit", type=int, help="use only the first N Lalonde test photos")
+    p.add_argument("--validation-of", type=Path, metavar="SYNTH",
+                   help="build the validation set instead (for choosing settings): SYNTH's validation photos, "
+                        "training-side stamps and families")
     p = sub.add_parser("run", help="run methods on the items and write the report")
     p.add_argument("--items", type=Path, default=Path("/work/data_local/known_answer"))
     p.add_argument("--methods", default="composite,reinhard,histogram,covariance,default",
@@ -1256,7 +1292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.step == "fetch":
             fetch(args.out, quiet=args.quiet)
         elif args.step == "build":
-            m = build(args.heldout, args.lalonde, args.out, args.seed, args.cutouts, args.lalonde_limit, progress=not args.quiet)
+            m = build(args.heldout, args.lalonde, args.out, args.seed, args.cutouts, args.lalonde_limit,
+                      progress=not args.quiet, validation_of=args.validation_of)
             counts = defaultdict(int)
             for it in m["items"]:
                 counts[it["group"]] += 1

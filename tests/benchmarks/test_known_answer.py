@@ -169,3 +169,43 @@ def test_the_lifting_radius_is_part_of_a_model_columns_cache_key(ka, tmp_path):
     files = {ka._cache_file(tmp_path, m, "manifest", "judge") for m in (plain, wide, ka.Method("m", str(weights)))}
     assert len(files) == 2  # radius 64 is cached apart; the default radius keeps the older key
     assert ka.Method("reinhard", lift_radius=64).lift_radius is None  # baselines do not lift
+
+
+def test_the_validation_build_uses_only_training_side_material(ka, tmp_path):
+    # Lalonde folder: 4 photos, of which the synth folder's test split names 2
+    lal = tmp_path / "lalonde"
+    (lal / "real_images").mkdir(parents=True)
+    (lal / "real_masks").mkdir()
+    obj = np.zeros((48, 64), np.uint8)
+    obj[8:30, 10:40] = 255
+    for i in range(4):
+        Image.fromarray(_photo(i)).save(lal / "real_images" / f"image_{i}.png")
+        Image.fromarray(obj).save(lal / "real_masks" / f"image_{i}.png")
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    rows = [{"split": "test", "source": "image_1"}, {"split": "test", "source": "image_3"},
+            {"split": "train", "source": "image_0"}, {"split": "test", "source": "wallpaper"}]
+    (synth / "composites.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    # stamps of both hash halves
+    stamps = tmp_path / "heldout" / "tuxpaint-stamps-default" / "usr/share/tuxpaint/stamps"
+    stamps.mkdir(parents=True)
+    for i in range(8):
+        rgba = np.zeros((20, 16, 4), np.uint8)
+        rgba[..., :3] = np.random.default_rng(i).integers(0, 255, (20, 16, 3))
+        rgba[3:17, 2:14, 3] = 255
+        Image.fromarray(rgba).save(stamps / f"{'s' * (i + 1)}.png")
+    halves = {p.name: ka.stamp_is_odd(p.name) for p in stamps.iterdir()}
+    assert set(halves.values()) == {True, False}
+    assert {s["rel"] for s in ka.list_stamps(tmp_path / "heldout", "even")} == {r for r, odd in halves.items() if not odd}
+    m = ka.build(tmp_path / "heldout", lal, tmp_path / "val", n_cutouts=4, progress=False, validation_of=synth)
+    assert m["split"].startswith("validation")
+    assert "curves" not in m["families"]
+    assert {it["photo"] for it in m["items"] if it["group"] != "cutout"} <= {"image_1", "image_3"}
+    assert {it["family"] for it in m["items"] if it["group"] == "perturbed"} <= {"transfer", "retouch", "illumination"}
+    assert len([it for it in m["items"] if it["group"] == "identity"]) == 2  # every validation photo
+    cut = [it for it in m["items"] if it["group"] == "cutout"]
+    assert cut and all(not halves[it["mask_detail"]] for it in cut)  # training-side (even) stamps only
+    with pytest.raises(ka.UserError, match="needs --lalonde"):
+        ka.build(tmp_path / "heldout", None, tmp_path / "v2", validation_of=synth)
+    with pytest.raises(ka.UserError, match="composites.jsonl not found"):
+        ka.build(tmp_path / "heldout", lal, tmp_path / "v3", validation_of=tmp_path)
