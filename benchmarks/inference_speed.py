@@ -1,6 +1,7 @@
 """End-to-end CPU time and peak memory of ``bargainnet harmonize``'s path (read; harmonize = network,
 inharmony before and after, back to full resolution; write) for several models in one run, and the
-network's latency at the working size.
+network's latency at the working size. The last column times the Python API's image-only call,
+``harmonizer(path, mask_path)``, which measures no inharmony unless asked to.
 
 Each measurement runs in a fresh Python process so that its peak resident memory is its own.
 Models are ``NAME=SPEC`` where SPEC is a weights file or ``paper`` (the paper's architecture,
@@ -119,8 +120,14 @@ def child_end_to_end(args) -> dict:
             times.append(t3 - t0)
             stages.append((t1 - t0, t2 - t1, t3 - t2))
     med = [statistics.median(s[k] for s in stages) for k in range(3)]
+    calls = []  # the Python API's image-only call: harmonizer(path, mask_path) -> PIL image
+    for i in range(args.repeats + 1):
+        t0 = time.perf_counter()
+        harmonizer(comp, mask)
+        if i:
+            calls.append(time.perf_counter() - t0)
     return {"case": args.case, "backend": args.backend, "seconds": statistics.median(times),
-            "read": med[0], "harmonize": med[1], "write": med[2],
+            "read": med[0], "harmonize": med[1], "write": med[2], "call": statistics.median(calls),
             "peak_mib": _peak_mib(), "model_mib": rss_model}
 
 
@@ -204,15 +211,15 @@ def main(argv=None) -> int:
               f"load average at start {os.getloadavg()[0]:.2f} (other processes share these cores)")
         print("models: " + ", ".join(f"{n} = {s}" for n, s in models) + "\n")
         print("| model | composite | backend | end to end (s) | read | harmonize | write "
-              "| peak RSS (MiB) | RSS after model load |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "| peak RSS (MiB) | RSS after model load | `harmonizer(path, mask)` (s) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for name, spec in models:
             for case in CASES:
                 for backend in backends:
                     r = _spawn(["--child", "e2e", "--case", case, "--backend", backend, "--repeats", str(args.repeats)],
                                args, name, spec)
                     print(f"| {name} | {case} | {backend} | {r['seconds']:.3f} | {r['read']:.3f} | {r['harmonize']:.3f} | "
-                          f"{r['write']:.3f} | {r['peak_mib']:.0f} | {r['model_mib']:.0f} |",
+                          f"{r['write']:.3f} | {r['peak_mib']:.0f} | {r['model_mib']:.0f} | {r['call']:.3f} |",
                           flush=True)
         print("\n| network only (harmonize + inharmony), batch 1 | working size | backend | median (ms) | min (ms) |")
         print("|---|---|---|---|---|")

@@ -334,3 +334,18 @@ def test_a_broken_inference_setting_in_a_file_is_a_clear_error(weights, tmp_path
     save_file(load_file(str(weights)), str(bad), metadata={**meta, "inference": "{wide"})
     with pytest.raises(InputError, match="invalid inference settings"):
         Harmonizer.from_pretrained(bad)
+
+
+def test_the_call_gives_harmonizes_image_without_measuring_inharmony(weights, monkeypatch):
+    h = Harmonizer.from_pretrained(weights)
+    img, mask = photo(), box_mask()
+    full = h.harmonize(img, mask)
+    calls = []
+    real_codes = h.runner.codes
+    monkeypatch.setattr(h.runner, "codes", lambda *a, **k: calls.append(1) or real_codes(*a, **k))
+    assert np.array_equal(h(img, mask), full.image)
+    assert calls == []  # nothing asked for a score: no extractor call at INHARMONY_SIZE
+    threshold = full.before.distance + 1  # above the composite's: the image comes back untouched
+    assert np.array_equal(h(img, mask, min_inharmony=threshold), img) and calls
+    with pytest.raises(ValueError, match="need the scores"):
+        h.process([h.prepare(img, mask)], min_inharmony=0.1, scores=False)

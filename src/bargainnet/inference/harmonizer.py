@@ -548,12 +548,17 @@ class Harmonizer:
         min_inharmony: float | None = None,
         params: dict | None = None,
         keep_if_worse: bool | None = None,
+        scores: bool = True,
     ) -> HarmonizeResult:
         """Bring one network output (or its predicted transform ``params``) to full resolution and
         build the result. ``before``/``after``: the item's inharmony (``before`` on the canonical
-        scale when the runner has one; ``after`` is then re-measured on the result)."""
+        scale when the runner has one; ``after`` is then re-measured on the result, unless
+        ``scores`` is False: then the result's inharmony is whatever ``after`` says, NaN from
+        :meth:`process`)."""
         threshold = self.min_inharmony if min_inharmony is None else min_inharmony
         keep = self.keep_if_worse if keep_if_worse is None else keep_if_worse
+        if not scores and (threshold is not None or keep):
+            raise ValueError("min_inharmony and keep_if_worse need the scores")
         image = item.image
         region = item.mask if target == "foreground" else ~item.mask
         skipped = threshold is not None and before < threshold
@@ -563,7 +568,7 @@ class Harmonizer:
             after = before  # the returned image is the composite
         else:
             out, box = self._full_resolution(item, output_low, target, region, params)
-            if item.canonical is not None:
+            if item.canonical is not None and scores:
                 after = self._canonical_after(item, out, box, target)
             got_worse = after > before
             if got_worse and keep:
@@ -630,18 +635,21 @@ class Harmonizer:
 
     def process(
         self, items: Sequence[Prepared], *, target: str = "foreground", min_inharmony: float | None = None,
-        keep_if_worse: bool | None = None,
+        keep_if_worse: bool | None = None, scores: bool = True,
     ) -> list[HarmonizeResult]:
-        """Run prepared items through the network in batches of ``batch_size`` and lift them."""
+        """Run prepared items through the network in batches of ``batch_size`` and lift them.
+        ``scores=False``: the same images without measuring inharmony (the extractor calls at
+        INHARMONY_SIZE are skipped; ``before``/``after`` are NaN with the PyTorch backend)."""
         results: list[HarmonizeResult] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
             outs, before, after, params = self.run_network(chunk, target=target)
-            before = self._canonical_before(chunk, before)
+            if scores:
+                before = self._canonical_before(chunk, before)
             for item, out, b, a, p in zip(chunk, outs, before, after, params):
                 results.append(
                     self.finish(item, out, float(b), float(a), target=target, min_inharmony=min_inharmony, params=p,
-                                keep_if_worse=keep_if_worse)
+                                keep_if_worse=keep_if_worse, scores=scores)
                 )
         return results
 
@@ -745,8 +753,12 @@ class Harmonizer:
 
     def __call__(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None):
         """Harmonize ``composite`` (path, PIL image or array) given its ``mask``; returns an image
-        of the input's size and kind (PIL image, or array for array input)."""
-        return self.harmonize(composite, mask, resize_mask=resize_mask, min_inharmony=min_inharmony).image
+        of the input's size and kind (PIL image, or array for array input) — the same image as
+        :meth:`harmonize`, without measuring inharmony unless a threshold or ``keep_if_worse``
+        needs it."""
+        item = self.prepare(composite, mask, resize_mask=resize_mask)
+        needed = (min_inharmony if min_inharmony is not None else self.min_inharmony) is not None or self.keep_if_worse
+        return self.process([item], min_inharmony=min_inharmony, scores=needed)[0].image
 
     def harmonize_many(
         self, pairs: Iterable[tuple[Any, Any]], *, resize_mask: bool = False, min_inharmony: float | None = None,
