@@ -1047,6 +1047,7 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
         "command": command, "threads": threads, "environment": environment(),
         "judge": judge_weights,
         "wall_seconds": round(time.time() - t_load, 1), "sources": manifest.get("sources", []),
+        "split": manifest.get("split", "benchmark"),
     })
     atomic_write_text(out / "results.json", json.dumps(json_safe(results), indent=1, allow_nan=False))
     write_csv(out / "per_item.csv", per_item)
@@ -1189,7 +1190,9 @@ def _grouped_table(title: str, groups: dict[str, dict], names: list[str], metric
 
 
 def markdown(res: dict[str, Any], names: list[str]) -> str:
-    L = ["# Known-answer benchmark on held-out material", "",
+    split = res.get("split", "benchmark")
+    title = "on held-out material" if split == "benchmark" else f"— the {split} set, training-side material"
+    L = [f"# Known-answer benchmark {title}", "",
          f"Items: {res['n_items']}; methods: {', '.join(names)}; threads: {res['threads']}; wall {res['wall_seconds']} s.",
          f"Command: `{res['command']}`", "", f"Protocols. {res['protocol']}", "",
          "Ratios (×) are a method's mean divided by the input composite's mean over the same items; "
