@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..errors import InputError, OutputError
 from ..io import atomic_write
 from ..models.base import check_size
-from ..models.convert import check_inference_settings
+from ..models.convert import parse_inference_settings
 from ..models.registry import architecture_of, build_config
 
 INPUT_NAMES = ("composite", "mask")
@@ -153,11 +153,7 @@ class OnnxRunner:
             self.config = build_config(meta.get("bargainnet_architecture"), json.loads(meta.get("bargainnet_config", "{}")))
         except (ValueError, TypeError) as err:
             raise InputError(f"{path}: invalid model configuration in its metadata: {err}") from None
-        try:
-            settings = json.loads(meta.get("bargainnet_inference", "{}"))
-        except ValueError as err:
-            raise InputError(f"{path}: invalid inference settings in its metadata: {err}") from None
-        self.inference_settings = check_inference_settings(settings, str(path))
+        self.inference_settings = parse_inference_settings(meta.get("bargainnet_inference"), str(path))
         self.path = path
 
     def run(self, composite, mask) -> tuple[Tensor, Tensor, Tensor]:

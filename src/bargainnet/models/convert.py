@@ -149,6 +149,15 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.d
     return path
 
 
+def parse_inference_settings(text: str | None, where: str) -> dict:
+    """The inference settings stored as JSON ``text`` (None or empty: none), validated."""
+    try:
+        settings = json.loads(text or "{}")
+    except ValueError as err:
+        raise InputError(f"{where}: invalid inference settings in its metadata: {err}") from None
+    return check_inference_settings(settings, where)
+
+
 def check_inference_settings(settings, where: str) -> dict:
     """``settings`` (a dict of :data:`INFERENCE_SETTINGS`) validated; InputError naming ``where``."""
     if not isinstance(settings, dict):
@@ -199,12 +208,9 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise InputError(f"{path}: {err}") from None
     except (ValueError, TypeError) as err:
         raise InputError(f"{path}: invalid model configuration in metadata: {err}") from None
-    try:
-        settings = json.loads(metadata.get("inference", "{}"))
-    except ValueError as err:
-        raise InputError(f"{path}: invalid inference settings in metadata: {err}") from None
+    settings = parse_inference_settings(metadata.get("inference"), str(path))
     model = family.model_class(config)
-    model.inference_settings = check_inference_settings(settings, str(path))
+    model.inference_settings = settings
     state = load_file(str(path))
     expected = model.state_dict()
     state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
