@@ -794,17 +794,19 @@ def fg_mse(out_u8: np.ndarray, real_u8: np.ndarray, mask: np.ndarray) -> float:
 class Method:
     """A column of the benchmark: ``name``, ``kind`` ("baseline" or "model"), ``run(item paths)``."""
 
-    def __init__(self, name: str, weights: str | None = None, lift_radius: int | None = None):
+    def __init__(self, name: str, weights: str | None = None, lift_radius: int | None = None,
+                 strength: float | None = None):
         self.name = name
         self.kind = "baseline" if name in BASELINES else "model"
         self.weights = weights
         self.lift_radius = lift_radius if self.kind == "model" else None
+        self.strength = strength if self.kind == "model" else None
         self.harmonizer = None
         if self.kind == "model":
             from bargainnet.inference import Harmonizer
 
-            extra = {} if lift_radius is None else {"radius": lift_radius}
-            self.harmonizer = Harmonizer.from_pretrained(weights, **extra)
+            extra = {"radius": self.lift_radius, "strength": self.strength}
+            self.harmonizer = Harmonizer.from_pretrained(weights, **{k: v for k, v in extra.items() if v is not None})
 
     def table2(self, composite: np.ndarray, real: np.ndarray, output: np.ndarray, mask: np.ndarray) -> str:
         """The paper's six Table 2 requirements for one (composite, real, harmonized) triplet, as
@@ -939,14 +941,16 @@ def _cache_file(out: Path, method: "Method", manifest_sha: str, judge_sha: str) 
         from bargainnet.inference import default_weights_path
 
         weights_sha = _sha256(default_weights_path())
-    radius = "" if method.lift_radius is None else f"|radius {method.lift_radius}"  # older keys stay valid
-    key = hashlib.sha256(f"{method.name}|{weights_sha}|{manifest_sha}|{judge_sha}|{CACHE_VERSION}{radius}".encode()).hexdigest()[:16]
+    settings = "" if method.lift_radius is None else f"|radius {method.lift_radius}"  # older keys stay valid
+    settings += "" if method.strength is None else f"|strength {method.strength:g}"
+    key = hashlib.sha256(f"{method.name}|{weights_sha}|{manifest_sha}|{judge_sha}|{CACHE_VERSION}{settings}".encode()).hexdigest()[:16]
     return out / "cache" / f"{method.name}-{key}.json"
 
 
 def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, limit: int | None = None,
         threads: int = 1, progress: bool = True, command: str = "", reuse: bool = True,
-        judge_weights: str | None = None, lift_radius: int | None = None) -> dict[str, Any]:
+        judge_weights: str | None = None, lift_radius: int | None = None,
+        strength: float | None = None) -> dict[str, Any]:
     """Run every method on every item; write results.json, results.md, per_item.csv, sheets.
 
     The real cut-outs have no answer: every output is scored by one judge, the inharmony distance
@@ -969,7 +973,7 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
         items = [items[i] for i in sorted(set(idx))]
     out.mkdir(parents=True, exist_ok=True)
     t_load = time.time()
-    cols = [Method(name, w, lift_radius) for name, w in methods]
+    cols = [Method(name, w, lift_radius, strength) for name, w in methods]
     from bargainnet.inference import default_weights_path
 
     judge_weights = judge_weights or str(JUDGE if JUDGE.is_file() else default_weights_path())
@@ -1286,6 +1290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="N items spread over the manifest (a quick look)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--lift-radius", type=int, metavar="R", help="the models' lifting radius (default: the Harmonizer's)")
+    p.add_argument("--strength", type=float, metavar="S", help="the models' strength (default: the Harmonizer's)")
     p.add_argument("--no-reuse", action="store_true", help="recompute every method (default: reuse the numbers "
                    "cached in OUT/cache/ by an earlier run of the same method, weights and items)")
     for p in sub.choices.values():
@@ -1305,6 +1310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             methods = parse_methods(args.methods, args.weights)
             res = run(args.items, methods, args.out, limit=args.limit, threads=args.threads, progress=not args.quiet,
                       reuse=not args.no_reuse, judge_weights=args.judge, lift_radius=args.lift_radius,
+                      strength=args.strength,
                       command="python benchmarks/known_answer.py " + " ".join(sys.argv[1:] if argv is None else argv))
             print(markdown(res, [n for n, _ in methods]).split("## By")[0])
             print(f"written to {args.out}")

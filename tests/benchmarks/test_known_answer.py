@@ -169,6 +169,8 @@ def test_the_lifting_radius_is_part_of_a_model_columns_cache_key(ka, tmp_path):
     files = {ka._cache_file(tmp_path, m, "manifest", "judge") for m in (plain, wide, ka.Method("m", str(weights)))}
     assert len(files) == 2  # radius 64 is cached apart; the default radius keeps the older key
     assert ka.Method("reinhard", lift_radius=64).lift_radius is None  # baselines do not lift
+    soft = ka.Method("m", str(weights), strength=0.5)
+    assert soft.harmonizer.strength == 0.5 and ka._cache_file(tmp_path, soft, "manifest", "judge") not in files
 
 
 def test_the_validation_build_uses_only_training_side_material(ka, tmp_path):

@@ -106,6 +106,12 @@ def test_background_mode_and_onnx_backend(weights, tmp_path, capsys):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "w.png"))[~m], np.asarray(Image.open(comp))[~m])
     code, _, err = run(harmonize(weights, comp, mask, "-o", tmp_path / "z.png", "--lift-radius", "0"), capsys)
     assert code != 0 and "lifting radius" in err and "Traceback" not in err
+    code, _, _ = run(harmonize(weights, comp, mask, "-o", tmp_path / "s.png", "--strength", "0"), capsys)
+    assert code == 0  # none of the change: the input's pixels
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "s.png")), np.asarray(Image.open(comp).convert("RGB")))
+    code, _, err = run(harmonize(weights, comp, mask, "-o", tmp_path / "t.png", "--strength", "3"), capsys)
+    assert code != 0 and "strength must be a number from 0 to 2" in err and "Traceback" not in err
+    assert not (tmp_path / "t.png").exists()
 
 
 def test_folder_mode_goes_on_past_bad_items(weights, tmp_path, capsys):

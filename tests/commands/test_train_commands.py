@@ -66,6 +66,9 @@ def test_export_weights_round_trip(cli_run, tmp_path):
     wide = tmp_path / "wide.safetensors"
     assert main(["export-weights", str(cli_run), "-o", str(wide), "--lift-radius", "32"]) == 0
     assert load_weights(wide).inference_settings == {"lift_radius": 32}
+    soft = tmp_path / "soft.safetensors"
+    assert main(["export-weights", str(cli_run), "-o", str(soft), "--lift-radius", "16", "--strength", "0.8"]) == 0
+    assert load_weights(soft).inference_settings == {"lift_radius": 16, "strength": 0.8}
 
 
 def test_cli_errors(cli_run, tiny_root, tmp_path, capsys):

@@ -321,6 +321,37 @@ def test_a_weights_file_recommends_its_lifting_radius(weights, tmp_path):
     assert not (tmp_path / "bad.safetensors").exists()
 
 
+def test_strength_blends_the_input_and_the_full_change(weights, tmp_path):
+    from bargainnet.models.convert import load_weights
+
+    rng = np.random.default_rng(3)
+    comp = (rng.random((90, 120, 3)) * 255).astype(np.uint8)  # not the working size: lifting runs
+    mask = np.zeros((90, 120), bool)
+    mask[20:70, 30:90] = True
+    full = np.asarray(Harmonizer.from_pretrained(weights)(comp, mask)).astype(float)
+    assert np.abs(full - comp)[mask].mean() > 1  # the tiny model changes something
+    same = Harmonizer.from_pretrained(weights, strength=0)(comp, mask)
+    np.testing.assert_array_equal(same, comp)
+    half = np.asarray(Harmonizer.from_pretrained(weights, strength=0.5)(comp, mask)).astype(float)
+    np.testing.assert_array_equal(half[~mask], comp[~mask])
+    np.testing.assert_allclose(half, (comp + full) / 2, atol=1.0)  # rounding of each 8-bit result
+    more = np.asarray(Harmonizer.from_pretrained(weights, strength=1.5)(comp, mask)).astype(float)
+    expected = np.clip(comp + 1.5 * (full - comp), 0, 255)
+    assert np.abs(more - expected)[mask].max() <= 1.5
+    model = load_weights(weights)
+    model.inference_settings = {"strength": 0.5}  # the file's recommendation; the caller's wins
+    soft = save_weights(model, tmp_path / "soft.safetensors")
+    assert Harmonizer.from_pretrained(soft).strength == 0.5
+    assert Harmonizer.from_pretrained(soft, strength=1).strength == 1.0
+    assert Harmonizer.from_pretrained(soft, backend="onnxruntime").strength == 0.5
+    for bad in (-0.1, 2.5, "strong", True):
+        with pytest.raises(InputError, match="strength must be a number from 0 to 2"):
+            Harmonizer.from_pretrained(weights, strength=bad)
+        model.inference_settings = {"strength": bad}
+        with pytest.raises(InputError, match="strength must be a number from 0 to 2"):
+            save_weights(model, tmp_path / "bad.safetensors")
+
+
 def test_a_broken_inference_setting_in_a_file_is_a_clear_error(weights, tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -5,7 +5,8 @@
 
 The file holds the model configuration in its metadata (``bargainnet.models.convert.load_weights``
 needs nothing else), plus the training step, the source checkpoint and the training data folder,
-and with ``--lift-radius R`` the lifting radius the Harmonizer uses for it unless told otherwise.
+and with ``--lift-radius R`` / ``--strength S`` the lifting radius / strength the Harmonizer uses for it
+unless told otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     parser.add_argument("--lift-radius", type=int, metavar="R",
                         help="record R as the model's recommended lifting radius (harmonize's default for it)")
+    parser.add_argument("--strength", type=float, metavar="S",
+                        help="record S (0 to 2) as the model's recommended strength (harmonize's default for it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     trained = trained_model(ckpt)
     model, step = trained.model, trained.step
     model.config.image_size = trained.config.data.size  # inference runs there by default
-    if args.lift_radius is not None:
-        model.inference_settings = {"lift_radius": args.lift_radius}  # validated by save_weights
+    settings = {"lift_radius": args.lift_radius, "strength": args.strength}
+    model.inference_settings = {k: v for k, v in settings.items() if v is not None}  # validated by save_weights
     info = {"source": f"{ckpt.name} (training step {step})", "training_step": str(step)}
     run_record = ckpt.parent / "run.yaml"
     if run_record.is_file():

@@ -70,6 +70,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="lifting's window radius in working-size pixels (default: the radius the weights file "
                             "recommends, else 4); larger = a smoother colour change (docs/evaluation.md: 64 helped "
                             "the 128 px models on held-out photos)")
+    model.add_argument("--strength", type=float, default=None, metavar="S",
+                       help="how much of the model's colour change to apply, 0 to 2: 1 = the model's result, 0.5 = "
+                            "half way between the input and it, above 1 = amplified (default: what the weights file "
+                            "recommends, else 1)")
     model.add_argument("--harmonize-background", action="store_true",
                        help="translate the background to the foreground's domain instead (paper §4.6)")
     model.add_argument("--min-inharmony", type=float, metavar="T",
@@ -201,6 +205,7 @@ def _harmonizer(args):
         args.weights, backend=args.backend, device=args.device, size=args.size, batch_size=args.batch_size,
         method=args.method, threshold=args.mask_threshold, max_pixels=args.max_pixels,
         **({} if args.lift_radius is None else {"radius": args.lift_radius}),
+        **({} if args.strength is None else {"strength": args.strength}),
     )
 
 

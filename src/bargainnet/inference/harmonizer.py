@@ -49,7 +49,7 @@ from PIL import Image
 
 from .. import io as bio
 from ..errors import InputError
-from ..models.base import INHARMONY_SIZE, check_size
+from ..models.base import INHARMONY_SIZE, check_size, check_strength
 from . import lifting
 from .resolution import (
     METHODS, Working, back_to_full_resolution, mask_coverages, resize_changed, resize_image, to_working_size,
@@ -278,6 +278,9 @@ class Harmonizer:
         radius, eps: lifting parameters (:func:`bargainnet.inference.lifting.fit_local_affine`);
             radius None = the model's recommendation (its weights file's ``lift_radius``), else
             ``lifting.DEFAULT_RADIUS``.
+        strength: how much of the model's colour change to apply, from 0 (the input unchanged) to
+            2; 1 = the model's result, between = a blend, above 1 = amplified. None = the model's
+            recommendation (its weights file's ``strength``), else 1.
         runner: a ready runner (e.g. :class:`bargainnet.inference.onnx.OnnxRunner`) instead of ``model``.
     """
 
@@ -295,6 +298,7 @@ class Harmonizer:
         max_pixels: int | None = None,
         radius: int | None = None,
         eps: float = lifting.DEFAULT_EPS,
+        strength: float | None = None,
         runner=None,
     ):
         if runner is None:
@@ -320,12 +324,14 @@ class Harmonizer:
         self.keep_if_worse = bool(keep_if_worse)
         self.threshold = threshold
         self.max_pixels = max_pixels
+        recommended = getattr(runner, "inference_settings", {})
         if radius is None:
-            radius = getattr(runner, "inference_settings", {}).get("lift_radius", lifting.DEFAULT_RADIUS)
+            radius = recommended.get("lift_radius", lifting.DEFAULT_RADIUS)
         if int(radius) != radius or radius < 1:
             raise InputError(f"the lifting radius must be a whole number >= 1, got {radius}")
         self.radius = int(radius)
         self.eps = eps
+        self.strength = check_strength(recommended.get("strength", 1.0) if strength is None else strength)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -598,6 +604,7 @@ class Harmonizer:
             item.working, output_low, item.guide, region, target=target, method=self.method,
             radius=self.radius, eps=self.eps, guide_is_composite=not paste,
             transform=None if params is None else transform_applier(self.runner.model, params),
+            strength=self.strength,
         )
         r0, r1, c0, c1 = box
         inside = region[r0:r1, c0:c1]

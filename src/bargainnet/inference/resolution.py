@@ -182,6 +182,7 @@ def back_to_full_resolution(
     eps: float = lifting.DEFAULT_EPS,
     guide_is_composite: bool = True,
     transform: Callable[[np.ndarray, tuple[float, float, float, float]], np.ndarray] | None = None,
+    strength: float = 1.0,
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The network's colour change at full resolution, inside ``region``'s bounding box.
 
@@ -196,6 +197,8 @@ def back_to_full_resolution(
         method: "auto" ("transform" when ``transform`` is given, else "lift"), "transform", "lift"
             (local affine colour transform) or "upsample".
         transform: the model's own colour transform (see :func:`transform_applier`).
+        strength: how much of the change to apply: the result is ``guide + strength * (change)``,
+            clipped to [0, 1]; 1 (default) = the change itself, 0 = the guide, above 1 amplified.
 
     Returns:
         float32 (r1-r0, c1-c0, 3) in [0, 1] and the box (r0, r1, c0, c1); write its pixels where
@@ -206,24 +209,32 @@ def back_to_full_resolution(
     box = lifting.bounding_box(region)
     if box is None:
         raise InputError("the region to harmonize is empty")
-    r0, r1, c0, c1 = box
     if method == "auto":
         method = "transform" if transform is not None else "lift"
+    new = _changed(working, output, guide, region, box, target, method, radius, eps, guide_is_composite, transform)
+    if strength != 1:
+        before = to_float(_crop(guide, box))
+        new = np.clip(before + np.float32(strength) * (new - before), 0.0, 1.0, dtype=np.float32)
+    return new, box
+
+
+def _changed(working, output, guide, region, box, target, method, radius, eps, guide_is_composite, transform):
+    """The box's pixels after the full change (:func:`back_to_full_resolution` at strength 1)."""
+    r0, r1, c0, c1 = box
     if method == "transform":
         if transform is None:
             raise InputError("method 'transform' needs a model that predicts a colour transform; use lift")
-        return apply_in_bands(transform, _crop(guide, box), box, region.shape), box
+        return apply_in_bands(transform, _crop(guide, box), box, region.shape)
     size = working.composite.shape[:2]
     if region.shape == size and guide_is_composite:
-        return output[r0:r1, c0:c1], box  # already at full resolution: the network output itself
+        return output[r0:r1, c0:c1]  # already at full resolution: the network output itself
     if method == "lift":
         coeffs = lifting.fit_local_affine(
             working.composite, output, fit_weight(working, target), radius=radius, eps=eps
         )
-        new = lifting.apply_affine(coeffs, to_float(_crop(guide, box)), full_shape=region.shape, offset=(r0, c0))
-        return new, box
+        return lifting.apply_affine(coeffs, to_float(_crop(guide, box)), full_shape=region.shape, offset=(r0, c0))
     height, width = region.shape
-    return lifting.upsample(output, (width, height))[r0:r1, c0:c1], box
+    return lifting.upsample(output, (width, height))[r0:r1, c0:c1]
 
 
 def _crop(guide: np.ndarray | ImageData, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -129,3 +129,15 @@ def check_model_inputs(config, image, mask, name: str = "composite") -> None:
     lo, hi = float(image.min()), float(image.max())
     if lo < -1 - 1e-3 or hi > 1 + 1e-3:
         raise ValueError(f"{name} values must lie in [-1, 1], got [{lo:.3g}, {hi:.3g}]")
+
+
+#: The range of an inference ``strength`` (0 = the input unchanged, 1 = the model's result, above 1 = amplified).
+STRENGTH_RANGE = (0.0, 2.0)
+
+
+def check_strength(strength, what: str = "strength") -> float:
+    """``strength`` as a float in :data:`STRENGTH_RANGE`; InputError naming ``what`` otherwise."""
+    low, high = STRENGTH_RANGE
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not low <= strength <= high:
+        raise InputError(f"{what} must be a number from {low:g} to {high:g}, got {strength!r}")
+    return float(strength)
