@@ -36,6 +36,16 @@ def test_harmonize_is_the_library_result_at_full_resolution(app, tiny_harmonizer
         assert Image.open(preview).size == (640, 512)  # small images are shown as they are
 
 
+def test_strength_scales_the_change(app, tiny_harmonizer):
+    original = bio.load_image(str(COMPOSITE)).rgb8
+    np.testing.assert_array_equal(read_rgb(app.harmonize(str(COMPOSITE), str(MASK), strength=0).png), original)
+    half = read_rgb(app.harmonize(str(COMPOSITE), str(MASK), strength=0.5).png)
+    expected = tiny_harmonizer.harmonize(str(COMPOSITE), str(MASK), strength=0.5)
+    np.testing.assert_array_equal(half, np.asarray(expected.image))
+    with pytest.raises(InputError, match="strength must be a number from 0 to 2"):
+        app.harmonize(str(COMPOSITE), str(MASK), strength=5)
+
+
 def test_background_switch_keeps_the_foreground(app):
     outcome = app.harmonize(str(COMPOSITE), str(MASK), background=True)
     got, original, mask = read_rgb(outcome.png), bio.load_image(str(COMPOSITE)).rgb8, read_mask(MASK)

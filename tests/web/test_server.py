@@ -68,6 +68,10 @@ def test_bad_input_is_a_clear_error_and_the_server_keeps_going(client, tmp_path)
         client.predict(handle_file(str(junk)), handle_file(str(empty)), False, False, api_name="/harmonize")
     png, info = client.predict(*_files("shelf_item"), True, False, api_name="/harmonize")
     assert info["target"] == "background" and read_rgb(png).shape == (480, 640, 3)
+    png, _ = client.predict(*_files("shelf_item"), False, False, 0, api_name="/harmonize")  # strength 0
+    np.testing.assert_array_equal(read_rgb(png), bio.load_image(str(EXAMPLES / "shelf_item.jpg")).rgb8)
+    with pytest.raises(Exception, match="strength must be a number from 0 to 2"):
+        client.predict(*_files("shelf_item"), False, False, 3, api_name="/harmonize")
 
 
 def test_paste_through_the_api(client, tiny_harmonizer, tmp_path):

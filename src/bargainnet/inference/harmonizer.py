@@ -555,12 +555,13 @@ class Harmonizer:
         params: dict | None = None,
         keep_if_worse: bool | None = None,
         scores: bool = True,
+        strength: float | None = None,
     ) -> HarmonizeResult:
         """Bring one network output (or its predicted transform ``params``) to full resolution and
         build the result. ``before``/``after``: the item's inharmony (``before`` on the canonical
         scale when the runner has one; ``after`` is then re-measured on the result, unless
         ``scores`` is False: then the result's inharmony is whatever ``after`` says, NaN from
-        :meth:`process`)."""
+        :meth:`process`). ``strength``: this call's (None = the Harmonizer's)."""
         threshold = self.min_inharmony if min_inharmony is None else min_inharmony
         keep = self.keep_if_worse if keep_if_worse is None else keep_if_worse
         if not scores and (threshold is not None or keep):
@@ -573,7 +574,7 @@ class Harmonizer:
         if skipped:
             after = before  # the returned image is the composite
         else:
-            out, box = self._full_resolution(item, output_low, target, region, params)
+            out, box = self._full_resolution(item, output_low, target, region, params, strength)
             if item.canonical is not None and scores:
                 after = self._canonical_after(item, out, box, target)
             got_worse = after > before
@@ -592,7 +593,8 @@ class Harmonizer:
             rgb8=out.rgb8 if out.pil is None else None, alpha=image.alpha, got_worse=got_worse, kept=kept,
         )
 
-    def _full_resolution(self, item: Prepared, output_low: np.ndarray, target: str, region: np.ndarray, params=None):
+    def _full_resolution(self, item: Prepared, output_low: np.ndarray, target: str, region: np.ndarray, params=None,
+                         strength: float | None = None):
         """The full-resolution result (an ImageData) and the box of the pixels that may change; only
         pixels of ``region`` (paste mode: where the cut-out's alpha > 0) are written, all others are
         the composite's bit for bit."""
@@ -604,7 +606,7 @@ class Harmonizer:
             item.working, output_low, item.guide, region, target=target, method=self.method,
             radius=self.radius, eps=self.eps, guide_is_composite=not paste,
             transform=None if params is None else transform_applier(self.runner.model, params),
-            strength=self.strength,
+            strength=self.strength if strength is None else check_strength(strength),
         )
         r0, r1, c0, c1 = box
         inside = region[r0:r1, c0:c1]
@@ -642,7 +644,7 @@ class Harmonizer:
 
     def process(
         self, items: Sequence[Prepared], *, target: str = "foreground", min_inharmony: float | None = None,
-        keep_if_worse: bool | None = None, scores: bool = True,
+        keep_if_worse: bool | None = None, scores: bool = True, strength: float | None = None,
     ) -> list[HarmonizeResult]:
         """Run prepared items through the network in batches of ``batch_size`` and lift them.
         ``scores=False``: the same images without measuring inharmony (the extractor calls at
@@ -656,7 +658,7 @@ class Harmonizer:
             for item, out, b, a, p in zip(chunk, outs, before, after, params):
                 results.append(
                     self.finish(item, out, float(b), float(a), target=target, min_inharmony=min_inharmony, params=p,
-                                keep_if_worse=keep_if_worse, scores=scores)
+                                keep_if_worse=keep_if_worse, scores=scores, strength=strength)
                 )
         return results
 
@@ -751,12 +753,13 @@ class Harmonizer:
     # -- public API ------------------------------------------------------------------------
     def harmonize(
         self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None,
-        keep_if_worse: bool | None = None,
+        keep_if_worse: bool | None = None, strength: float | None = None,
     ) -> HarmonizeResult:
         """Harmonize one composite's foreground; returns the full :class:`HarmonizeResult`
-        (``keep_if_worse``: return the composite unchanged when the inharmony rose)."""
+        (``keep_if_worse``: return the composite unchanged when the inharmony rose; ``strength``:
+        this call's, None = the Harmonizer's)."""
         item = self.prepare(composite, mask, resize_mask=resize_mask)
-        return self.process([item], min_inharmony=min_inharmony, keep_if_worse=keep_if_worse)[0]
+        return self.process([item], min_inharmony=min_inharmony, keep_if_worse=keep_if_worse, strength=strength)[0]
 
     def __call__(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None):
         """Harmonize ``composite`` (path, PIL image or array) given its ``mask``; returns an image
@@ -777,11 +780,11 @@ class Harmonizer:
 
     def paste(
         self, foreground, background, position: tuple[int, int] | None = None, scale: float = 1.0,
-        *, min_inharmony: float | None = None, keep_if_worse: bool | None = None,
+        *, min_inharmony: float | None = None, keep_if_worse: bool | None = None, strength: float | None = None,
     ) -> HarmonizeResult:
         """Paste a cut-out with alpha on a background and harmonize it (see :meth:`prepare_paste`)."""
         item = self.prepare_paste(foreground, background, position, scale)
-        return self.process([item], min_inharmony=min_inharmony, keep_if_worse=keep_if_worse)[0]
+        return self.process([item], min_inharmony=min_inharmony, keep_if_worse=keep_if_worse, strength=strength)[0]
 
     def harmonize_background(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None):
         """Background harmonization (paper §4.6): the background is translated to the foreground's

@@ -40,6 +40,7 @@ from PIL import Image
 from .. import io as bio
 from ..errors import InputError, UserError
 from ..inference import Harmonizer
+from ..models.base import STRENGTH_RANGE
 
 log = logging.getLogger("bargainnet.web")
 
@@ -209,10 +210,11 @@ class WebApp:
         return Outcome(png, before, after, info)
 
     # -- the two ways in ---------------------------------------------------------------------
-    def harmonize(self, composite, mask, *, background: bool = False, resize_mask: bool = False) -> Outcome:
+    def harmonize(self, composite, mask, *, background: bool = False, resize_mask: bool = False,
+                  strength: float | None = None) -> Outcome:
         """Harmonize ``composite`` (path) given ``mask`` (path, or an array such as a painted
-        mask); ``background=True`` translates the background to the foreground's domain instead.
-        Raises :class:`InputError` on bad input."""
+        mask); ``background=True`` translates the background to the foreground's domain instead;
+        ``strength`` (None = the model's) scales the change. Raises :class:`InputError` on bad input."""
         if composite is None:
             raise InputError("no composite: upload the composite image first")
         if mask is None:
@@ -220,19 +222,21 @@ class WebApp:
         start = time.perf_counter()
         h = self.harmonizer
         if background:
-            result = h.process([h.prepare(composite, mask, resize_mask=resize_mask)], target="background")[0]
+            result = h.process([h.prepare(composite, mask, resize_mask=resize_mask)], target="background",
+                               strength=strength)[0]
         else:
-            result = h.harmonize(composite, mask, resize_mask=resize_mask)
+            result = h.harmonize(composite, mask, resize_mask=resize_mask, strength=strength)
         return self._outcome(result, _display_name(composite), start)
 
-    def paste(self, cutout, background, *, position: tuple[int, int] | None = None, scale: float = 1.0) -> Outcome:
+    def paste(self, cutout, background, *, position: tuple[int, int] | None = None, scale: float = 1.0,
+              strength: float | None = None) -> Outcome:
         """Paste ``cutout`` (RGBA path; its alpha is the mask) on ``background`` with its top-left
         corner at ``position`` (background pixels, None = centred) after scaling by ``scale``,
         and harmonize it."""
         if cutout is None or background is None:
             raise InputError("upload both the cut-out (a PNG with transparency) and the background photo")
         start = time.perf_counter()
-        result = self.harmonizer.paste(cutout, background, position=position, scale=float(scale))
+        result = self.harmonizer.paste(cutout, background, position=position, scale=float(scale), strength=strength)
         name = f"{Path(_display_name(cutout)).stem}_on_{_display_name(background)}"
         return self._outcome(result, name, start)
 
@@ -465,6 +469,12 @@ def build_blocks(app: WebApp):
     def ImageFile(**kwargs):  # noqa: N802 - reads like the component it makes
         return raw_upload(gr.Image(**kwargs), gr)
 
+    low, high = STRENGTH_RANGE
+
+    def strength_slider(**kwargs):
+        return gr.Slider(low, high, value=app.harmonizer.strength, step=0.05, **kwargs,
+                         label="Strength (1 = the model's result, 0 = unchanged, above 1 = amplified)")
+
     def failed(err: BaseException, inputs: dict) -> str:
         if not isinstance(err, UserError):
             log.exception("request failed")
@@ -477,26 +487,27 @@ def build_blocks(app: WebApp):
                   f"in {info['seconds']:.2f} s; the full-resolution PNG is ready to download.")
         return (str(outcome.before_preview), str(outcome.after_preview)), str(outcome.png), scores_markdown(info), status
 
-    def ui_harmonize(composite, mask, painter, background, resize_mask):
+    def ui_harmonize(composite, mask, painter, background, resize_mask, strength):
         inputs = {"composite": composite, "mask": mask}
         try:
             if composite is None:
                 raise InputError("no composite: upload the composite image first (or click an example)")
             painted = app.painted_mask(painter, composite)
             return shown(app.harmonize(composite, painted if painted is not None else mask,
-                                       background=bool(background), resize_mask=bool(resize_mask)))
+                                       background=bool(background), resize_mask=bool(resize_mask),
+                                       strength=strength))
         except Exception as err:  # noqa: BLE001 - the page shows a message; the server keeps running
             message = failed(err, inputs)
             gr.Warning(message)
             return None, None, "", f"**Error:** {message}"
 
-    def ui_paste(cutout, backdrop, cx, cy, scale):
+    def ui_paste(cutout, backdrop, cx, cy, scale, strength):
         inputs = {"cutout": cutout, "background": backdrop}
         try:
             if cutout is None or backdrop is None:
                 raise InputError("upload both the cut-out (a PNG with transparency) and the background photo")
             position = app.paste_position(cutout, backdrop, cx, cy, scale)
-            return shown(app.paste(cutout, backdrop, position=position, scale=scale))
+            return shown(app.paste(cutout, backdrop, position=position, scale=scale, strength=strength))
         except Exception as err:  # noqa: BLE001
             message = failed(err, inputs)
             gr.Warning(message)
@@ -513,17 +524,19 @@ def build_blocks(app: WebApp):
     def ui_editor(composite):
         return app.editor_value(composite)
 
-    def api_harmonize(composite, mask, harmonize_background, resize_mask):
+    def api_harmonize(composite, mask, harmonize_background, resize_mask, strength=None):
         try:
-            outcome = app.harmonize(composite, mask, background=bool(harmonize_background), resize_mask=bool(resize_mask))
+            outcome = app.harmonize(composite, mask, background=bool(harmonize_background), resize_mask=bool(resize_mask),
+                                    strength=strength)
         except Exception as err:  # noqa: BLE001
             raise gr.Error(failed(err, {"composite": composite, "mask": mask})) from None
         return str(outcome.png), outcome.info
 
-    def api_paste(cutout, background, x, y, scale):
+    def api_paste(cutout, background, x, y, scale, strength=None):
         try:
             position = None if x is None or y is None else (int(x), int(y))
-            outcome = app.paste(cutout, background, position=position, scale=1.0 if scale is None else float(scale))
+            outcome = app.paste(cutout, background, position=position, scale=1.0 if scale is None else float(scale),
+                                strength=strength)
         except Exception as err:  # noqa: BLE001
             raise gr.Error(failed(err, {"cutout": cutout, "background": background})) from None
         return str(outcome.png), outcome.info
@@ -559,6 +572,7 @@ def build_blocks(app: WebApp):
                                       "the background takes the foreground's look",
                                 elem_id="harmonize-background")
                             resize_mask = gr.Checkbox(label="Resize a mask of another size", elem_id="resize-mask")
+                        strength = strength_slider(elem_id="strength")
                         run = gr.Button("Harmonize", variant="primary", elem_id="harmonize")
                         pairs = example_pairs(app.examples)
                         if pairs:
@@ -574,6 +588,7 @@ def build_blocks(app: WebApp):
                             cx = gr.Slider(0, 100, value=50, step=0.5, label="Centre x (%)")
                             cy = gr.Slider(0, 100, value=50, step=0.5, label="Centre y (%)")
                             scale = gr.Slider(0.05, 4, value=1, step=0.01, label="Scale")
+                        paste_strength = strength_slider(elem_id="paste-strength")
                         preview = gr.Image(label="Paste preview (live, reduced)", interactive=False, type="numpy",
                                            format="jpeg", height=320, elem_id="paste-preview")
                         paste_run = gr.Button("Harmonize the paste", variant="primary", elem_id="harmonize-paste")
@@ -600,21 +615,23 @@ def build_blocks(app: WebApp):
             api_cutout, api_backdrop = gr.File(label="cutout"), gr.File(label="background")
             api_x, api_y = gr.Number(label="x", value=None), gr.Number(label="y", value=None)
             api_scale = gr.Number(label="scale", value=1.0)
+            api_strength = gr.Number(label="strength", value=None)
             api_png, api_info = gr.File(label="result"), gr.JSON(label="info")
             api_button, api_paste_button = gr.Button(), gr.Button()
 
         outputs = [slider, download, scores, status]
         composite.change(ui_editor, composite, painter, **private)
-        run.click(ui_harmonize, [composite, mask, painter, background, resize_mask], outputs, **private, **harmonize_group)
+        run.click(ui_harmonize, [composite, mask, painter, background, resize_mask, strength], outputs, **private,
+                  **harmonize_group)
         paste_inputs = [cutout, backdrop, cx, cy, scale]
         for control in paste_inputs:
             control.change(ui_preview, paste_inputs, [preview, status], trigger_mode="always_last",
                            show_progress="hidden", **private)
-        paste_run.click(ui_paste, paste_inputs, outputs, **private, **harmonize_group)
-        api_button.click(api_harmonize, [api_composite, api_mask, api_background, api_resize], [api_png, api_info],
-                         api_name="harmonize", **harmonize_group)
-        api_paste_button.click(api_paste, [api_cutout, api_backdrop, api_x, api_y, api_scale], [api_png, api_info],
-                               api_name="paste", **harmonize_group)
+        paste_run.click(ui_paste, [*paste_inputs, paste_strength], outputs, **private, **harmonize_group)
+        api_button.click(api_harmonize, [api_composite, api_mask, api_background, api_resize, api_strength],
+                         [api_png, api_info], api_name="harmonize", **harmonize_group)
+        api_paste_button.click(api_paste, [api_cutout, api_backdrop, api_x, api_y, api_scale, api_strength],
+                               [api_png, api_info], api_name="paste", **harmonize_group)
     return demo
 
 
