@@ -55,30 +55,46 @@ def resize_float(image: np.ndarray, size: tuple[int, int], resample=Image.BILINE
     return np.stack(channels, axis=-1)
 
 
+def _window_sizes(n: int, radius: int) -> np.ndarray:
+    """How many of n positions the window [i-r, i+r], clipped to [0, n), holds at each i."""
+    i = np.arange(n)
+    return (np.minimum(i + radius + 1, n) - np.maximum(i - radius, 0)).astype(np.float64)
+
+
 def _box_sum(x: np.ndarray, radius: int) -> np.ndarray:
-    """Sum over the window [i-r, i+r] x [j-r, j+r] clipped to the image; x is (h, w, ...)."""
-    h, w = x.shape[:2]
-    c = np.cumsum(x, axis=0)
-    c = np.concatenate([np.zeros_like(c[:1]), c], axis=0)
-    lo = np.clip(np.arange(h) - radius, 0, h)
-    hi = np.clip(np.arange(h) + radius + 1, 0, h)
-    rows = c[hi] - c[lo]
-    c = np.cumsum(rows, axis=1)
-    c = np.concatenate([np.zeros_like(c[:, :1]), c], axis=1)
-    lo = np.clip(np.arange(w) - radius, 0, w)
-    hi = np.clip(np.arange(w) + radius + 1, 0, w)
-    return c[:, hi] - c[:, lo]
+    """Sum over the window [i-r, i+r] x [j-r, j+r] clipped to the image; x is (h, w, ...).
+    SciPy's running mean with zeros outside the image, times the window's area."""
+    from scipy.ndimage import uniform_filter1d
+
+    size = 2 * radius + 1
+    rows = uniform_filter1d(np.asarray(x, np.float64), size, axis=0, mode="constant", cval=0.0)
+    return uniform_filter1d(rows, size, axis=1, mode="constant", cval=0.0) * float(size * size)
 
 
 def _affine_from_stats(mean_i, mean_p, cov_ii, cov_pi, lam, prior_a):
     """A = (C + lam A0)(S + lam I)^-1, b = mu_p - A mu_i; arrays (..., 3), (..., 3, 3), lam (...)."""
     eye = np.eye(3)
-    lhs = cov_ii + lam[..., None, None] * eye  # symmetric
+    lhs = cov_ii + lam[..., None, None] * eye  # symmetric positive definite
     rhs = cov_pi + lam[..., None, None] * prior_a
-    # A S' = R  <=>  S' A^T = R^T (S' symmetric)
-    a = np.swapaxes(np.linalg.solve(lhs, np.swapaxes(rhs, -1, -2)), -1, -2)
+    a = rhs @ _inverse_sym3(lhs)  # A S' = R
     b = mean_p - np.einsum("...ij,...j->...i", a, mean_i)
     return a, b
+
+
+def _inverse_sym3(m: np.ndarray) -> np.ndarray:
+    """Inverse of symmetric 3x3 matrices (..., 3, 3) by the adjugate: one vectorised pass, several
+    times faster than a batched LAPACK solve for many small systems."""
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m11, m12, m22 = m[..., 1, 1], m[..., 1, 2], m[..., 2, 2]
+    c00 = m11 * m22 - m12 * m12
+    c01 = m02 * m12 - m01 * m22
+    c02 = m01 * m12 - m02 * m11
+    c11 = m00 * m22 - m02 * m02
+    c12 = m01 * m02 - m00 * m12
+    c22 = m00 * m11 - m01 * m01
+    det = m00 * c00 + m01 * c01 + m02 * c02
+    inv = np.stack([c00, c01, c02, c01, c11, c12, c02, c12, c22], axis=-1) / det[..., None]
+    return inv.reshape(m.shape)
 
 
 def global_affine(guide: np.ndarray, target: np.ndarray, weight: np.ndarray, eps: float = 1e-6):
@@ -138,14 +154,24 @@ def fit_local_affine(
     w = np.clip(weight.astype(np.float64), 0.0, 1.0)
     a_glob, b_glob = global_affine(g, t, w)
 
-    ones = _box_sum(np.ones(w.shape), radius)
-    sw = _box_sum(w, radius)
-    safe = np.maximum(sw, 1e-12)
+    h, wd = w.shape
+    ones = _window_sizes(h, radius)[:, None] * _window_sizes(wd, radius)[None, :]
+    # every windowed sum in one pass: w, w*g (3), w*t (3), w*g g^T (upper triangle, 6), w*t g^T (9)
     wg, wt = g * w[..., None], t * w[..., None]
-    mean_g = _box_sum(wg, radius) / safe[..., None]
-    mean_t = _box_sum(wt, radius) / safe[..., None]
-    outer_gg = _box_sum(wg[..., :, None] * g[..., None, :], radius) / safe[..., None, None]
-    outer_tg = _box_sum(wt[..., :, None] * g[..., None, :], radius) / safe[..., None, None]
+    upper = ([0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2])
+    stats = np.concatenate([
+        w[..., None], wg, wt,
+        wg[..., upper[0]] * g[..., upper[1]],
+        (wt[..., :, None] * g[..., None, :]).reshape(h, wd, 9),
+    ], axis=-1)
+    sums = _box_sum(stats, radius)
+    sw = sums[..., 0]
+    sums = sums[..., 1:] / np.maximum(sw, 1e-12)[..., None]
+    mean_g, mean_t = sums[..., 0:3], sums[..., 3:6]
+    outer_gg = np.empty((h, wd, 3, 3))
+    outer_gg[..., upper[0], upper[1]] = sums[..., 6:12]
+    outer_gg[..., upper[1], upper[0]] = sums[..., 6:12]
+    outer_tg = sums[..., 12:21].reshape(h, wd, 3, 3)
     cov_gg = outer_gg - mean_g[..., :, None] * mean_g[..., None, :]
     cov_tg = outer_tg - mean_t[..., :, None] * mean_g[..., None, :]
     frac = sw / ones
