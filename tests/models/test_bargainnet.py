@@ -80,11 +80,12 @@ def test_batch_equals_single_images_in_eval_mode():
         dict(use_mask=False),  # ablations 6, 7: no mask
         dict(code_source="composite"),  # ablation 8
         dict(output="affine"),
+        dict(output="affine_global"),
     ],
 )
 def test_every_parameter_gets_a_gradient(config):
     model = BargainNet(**TINY, **config).train()
-    if config.get("output") == "affine":  # away from its zero start, which blocks the inner gradients
+    if config.get("output", "").startswith("affine"):  # away from its zero start, which blocks the inner gradients
         torch.nn.init.normal_(model.generator.output_layer.weight, 0.0, 0.02)
     composite, mask, real = _inputs()
     outputs = model.training_forward(composite, mask, real)
@@ -158,3 +159,23 @@ def test_affine_output_starts_as_the_identity_and_applies_a_transform_per_pixel(
     expected = (x + torch.einsum("bcjhw,bjhw->bchw", a, x) + offsets[:, 9:]).clamp(-1, 1)
     assert (out.double() - expected).abs().max() < 1e-5
     assert (out - composite).abs().max() > 1e-3  # the transform is not the identity any more
+
+
+def test_global_affine_output_is_one_transform_per_image():
+    model = BargainNet(**TINY, output="affine_global").eval()
+    composite, mask, _ = _inputs()
+    with torch.no_grad():
+        assert torch.equal(model(composite, mask), composite)  # the identity at the start
+        torch.nn.init.normal_(model.generator.output_layer.weight, 0.0, 0.05)
+        torch.nn.init.normal_(model.generator.output_layer.bias, 0.0, 0.05)
+        code = model.guide_code(composite, mask)
+        offsets = model.generator(torch.cat([composite, mask], 1), code).double()
+        out = model(composite, mask).double()
+    # float64 reference: the offsets' mean over the mask, applied as one 3x4 transform
+    m = mask.double()
+    mean = (offsets * m).sum((2, 3)) / m.sum((2, 3))  # (B, 12)
+    x = composite.double()
+    a = mean[:, :9].reshape(2, 3, 3)
+    expected = (x + torch.einsum("bcj,bjhw->bchw", a, x) + mean[:, 9:, None, None]).clamp(-1, 1)
+    assert (out - expected).abs().max() < 1e-5
+    assert (out - composite).abs().max() > 1e-3

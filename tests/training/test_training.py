@@ -337,3 +337,18 @@ def test_init_weights_from_an_rgb_model_starts_an_affine_output_run(tiny_root, t
     save_weights(model, tmp_path / "affine.safetensors")
     with pytest.raises(InputError, match="output"):  # not the other way round
         _load_initial_weights(create_model(cfg.architecture, cfg.model), tmp_path / "affine.safetensors")
+
+
+def test_the_two_affine_outputs_share_every_tensor(tiny_root, tmp_path):
+    from bargainnet.models.convert import save_weights
+    from bargainnet.models.registry import create_model
+
+    cfg = tiny()
+    torch.manual_seed(6)
+    local = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine"))
+    torch.nn.init.normal_(local.generator.output_layer.weight, 0.0, 0.05)
+    save_weights(local, tmp_path / "local.safetensors")
+    pooled = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine_global"))
+    _load_initial_weights(pooled, tmp_path / "local.safetensors")
+    for k, v in local.state_dict().items():
+        assert torch.equal(pooled.state_dict()[k], v), k

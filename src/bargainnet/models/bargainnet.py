@@ -21,7 +21,8 @@ from .generator import AttentionUNet
 
 HARMONY_SCORE_SCALE = 0.04212  # BCMI libcom's bounded harmony score exp(-0.04212 · d)
 CODE_SOURCES = ("background", "composite")
-OUTPUTS = ("rgb", "affine")
+OUTPUTS = ("rgb", "affine", "affine_global")
+AFFINE_OUTPUTS = ("affine", "affine_global")
 
 
 @dataclass
@@ -35,7 +36,8 @@ class BargainNetConfig(ModelConfig):
     ``output``: what G's last layer predicts. "rgb" (the paper): the image, through Tanh.
     "affine": a 3×4 colour transform per pixel (PCT-Net's parametrisation), Tanh-bounded offsets
     from the identity, applied to G's input image; it starts as the identity and cannot invent
-    texture.
+    texture. "affine_global": the same 12 maps averaged over the translated region, i.e. one 3×4
+    transform per image: no part of the region can change colour on its own.
     """
 
     architecture: ClassVar[str] = "bargainnet"
@@ -94,7 +96,7 @@ class BargainNet(nn.Module):
         self.encoder = DomainEncoder(config.code_dim)
         self.generator = AttentionUNet(
             input_nc=(4 if config.use_mask else 3) + code_dim,
-            output_nc=12 if config.output == "affine" else 3,
+            output_nc=12 if config.output in AFFINE_OUTPUTS else 3,
             num_downs=config.num_downs,
             ngf=config.ngf,
             code_dim=code_dim,
@@ -102,7 +104,7 @@ class BargainNet(nn.Module):
             use_attention=config.use_attention,
         )
         init_weights(self)
-        if config.output == "affine":  # zero offsets: the identity transform at initialisation
+        if config.output in AFFINE_OUTPUTS:  # zero offsets: the identity transform at initialisation
             head = self.generator.output_layer
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
@@ -130,7 +132,11 @@ class BargainNet(nn.Module):
         """G's raw output for ``image`` whose ``region_mask`` region is translated to ``code``."""
         x = torch.cat([image, region_mask], 1) if self.config.use_mask else image
         out = self.generator(x, code if self.config.use_code else None)
-        return apply_pixel_affine(image, out) if self.config.output == "affine" else out
+        if self.config.output == "affine_global":  # the region's mean transform, everywhere
+            weight = region_mask.to(out.dtype)
+            mean = (out * weight).sum((2, 3), keepdim=True) / weight.sum((2, 3), keepdim=True).clamp_min(1e-6)
+            out = mean.expand_as(out)
+        return apply_pixel_affine(image, out) if self.config.output in AFFINE_OUTPUTS else out
 
     # -- public API -----------------------------------------------------------------------
     def forward(self, composite: Tensor, mask: Tensor) -> Tensor:

@@ -45,6 +45,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..io import atomic_write_text, make_folder
+from ..models.bargainnet import AFFINE_OUTPUTS
 from .callbacks import AtomicCheckpointIO, StepCheckpoint, StepProgressBar
 from .checkpoints import LAST, checkpoint_config, resolve_resume
 from .config import TrainConfig, save_config
@@ -115,8 +116,11 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
     theirs, ours = getattr(source, "architecture", "bargainnet"), getattr(model, "architecture", "bargainnet")
     a, b = source.config.to_dict(), model.config.to_dict()
     differ = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k != "image_size" and a.get(k) != b.get(k)}
-    new_head = differ.get("output") == ("rgb", "affine")  # an RGB model may start an affine-output one
-    if theirs != ours or (differ and not (new_head and len(differ) == 1)):
+    output = differ.get("output")
+    # an RGB model may start an affine-output one (new head); the two affine outputs share every tensor
+    new_head = output is not None and output[0] == "rgb" and output[1] in AFFINE_OUTPUTS
+    same_tensors = output is not None and set(output) <= set(AFFINE_OUTPUTS)
+    if theirs != ours or (differ and not ((new_head or same_tensors) and len(differ) == 1)):
         raise InputError(f"--init-weights {path}: its model ({theirs}) differs from the configuration's ({ours}): "
                          f"(weights, configuration) = {differ}")
     state = source.state_dict()
