@@ -338,6 +338,11 @@ def test_strength_blends_the_input_and_the_full_change(weights, tmp_path):
     more = np.asarray(Harmonizer.from_pretrained(weights, strength=1.5)(comp, mask)).astype(float)
     expected = np.clip(comp + 1.5 * (full - comp), 0, 255)
     assert np.abs(more - expected)[mask].max() <= 1.5
+    h = Harmonizer.from_pretrained(weights)  # per call, without changing the Harmonizer
+    np.testing.assert_array_equal(h(comp, mask, strength=0.5), half.astype(np.uint8))
+    np.testing.assert_array_equal(h.harmonize_many([(comp, mask)], strength=0)[0].image, comp)
+    np.testing.assert_array_equal(h.harmonize_background(comp, mask, strength=0), comp)
+    assert h.strength == 1.0
     model = load_weights(weights)
     model.inference_settings = {"strength": 0.5}  # the file's recommendation; the caller's wins
     soft = save_weights(model, tmp_path / "soft.safetensors")

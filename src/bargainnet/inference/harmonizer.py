@@ -761,22 +761,23 @@ class Harmonizer:
         item = self.prepare(composite, mask, resize_mask=resize_mask)
         return self.process([item], min_inharmony=min_inharmony, keep_if_worse=keep_if_worse, strength=strength)[0]
 
-    def __call__(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None):
+    def __call__(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None,
+                 strength: float | None = None):
         """Harmonize ``composite`` (path, PIL image or array) given its ``mask``; returns an image
         of the input's size and kind (PIL image, or array for array input) — the same image as
         :meth:`harmonize`, without measuring inharmony unless a threshold or ``keep_if_worse``
         needs it."""
         item = self.prepare(composite, mask, resize_mask=resize_mask)
         needed = (min_inharmony if min_inharmony is not None else self.min_inharmony) is not None or self.keep_if_worse
-        return self.process([item], min_inharmony=min_inharmony, scores=needed)[0].image
+        return self.process([item], min_inharmony=min_inharmony, scores=needed, strength=strength)[0].image
 
     def harmonize_many(
         self, pairs: Iterable[tuple[Any, Any]], *, resize_mask: bool = False, min_inharmony: float | None = None,
-        keep_if_worse: bool | None = None,
+        keep_if_worse: bool | None = None, strength: float | None = None,
     ) -> list[HarmonizeResult]:
         """Harmonize (composite, mask) pairs, ``batch_size`` images per network call."""
         items = [self.prepare(c, m, resize_mask=resize_mask) for c, m in pairs]
-        return self.process(items, min_inharmony=min_inharmony, keep_if_worse=keep_if_worse)
+        return self.process(items, min_inharmony=min_inharmony, keep_if_worse=keep_if_worse, strength=strength)
 
     def paste(
         self, foreground, background, position: tuple[int, int] | None = None, scale: float = 1.0,
@@ -786,11 +787,12 @@ class Harmonizer:
         item = self.prepare_paste(foreground, background, position, scale)
         return self.process([item], min_inharmony=min_inharmony, keep_if_worse=keep_if_worse, strength=strength)[0]
 
-    def harmonize_background(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None):
+    def harmonize_background(self, composite, mask, *, resize_mask: bool = False, min_inharmony: float | None = None,
+                             strength: float | None = None):
         """Background harmonization (paper §4.6): the background is translated to the foreground's
         domain; the foreground pixels stay bit-identical. Returns an image like :meth:`__call__`."""
         item = self.prepare(composite, mask, resize_mask=resize_mask)
-        return self.process([item], target="background", min_inharmony=min_inharmony)[0].image
+        return self.process([item], target="background", min_inharmony=min_inharmony, strength=strength)[0].image
 
     def score(self, composite, mask, *, resize_mask: bool = False) -> Inharmony:
         """Inharmony of a composite: distance d(z_b, z̃_f) at 256×256 whatever the working size, and its score."""
