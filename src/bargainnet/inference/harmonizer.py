@@ -564,6 +564,7 @@ class Harmonizer:
         :meth:`process`). ``strength``: this call's (None = the Harmonizer's)."""
         threshold = self.min_inharmony if min_inharmony is None else min_inharmony
         keep = self.keep_if_worse if keep_if_worse is None else keep_if_worse
+        strength = self.strength if strength is None else check_strength(strength)
         if not scores and (threshold is not None or keep):
             raise ValueError("min_inharmony and keep_if_worse need the scores")
         image = item.image
@@ -593,8 +594,8 @@ class Harmonizer:
             rgb8=out.rgb8 if out.pil is None else None, alpha=image.alpha, got_worse=got_worse, kept=kept,
         )
 
-    def _full_resolution(self, item: Prepared, output_low: np.ndarray, target: str, region: np.ndarray, params=None,
-                         strength: float | None = None):
+    def _full_resolution(self, item: Prepared, output_low: np.ndarray, target: str, region: np.ndarray, params,
+                         strength: float):
         """The full-resolution result (an ImageData) and the box of the pixels that may change; only
         pixels of ``region`` (paste mode: where the cut-out's alpha > 0) are written, all others are
         the composite's bit for bit."""
@@ -606,7 +607,7 @@ class Harmonizer:
             item.working, output_low, item.guide, region, target=target, method=self.method,
             radius=self.radius, eps=self.eps, guide_is_composite=not paste,
             transform=None if params is None else transform_applier(self.runner.model, params),
-            strength=self.strength if strength is None else check_strength(strength),
+            strength=strength,
         )
         r0, r1, c0, c1 = box
         inside = region[r0:r1, c0:c1]

@@ -211,14 +211,15 @@ def back_to_full_resolution(
         raise InputError("the region to harmonize is empty")
     if method == "auto":
         method = "transform" if transform is not None else "lift"
-    new = _changed(working, output, guide, region, box, target, method, radius, eps, guide_is_composite, transform)
+    new = _changed(working, output, guide, region, box, target=target, method=method, radius=radius, eps=eps,
+                   guide_is_composite=guide_is_composite, transform=transform)
     if strength != 1:
         before = to_float(_crop(guide, box))
         new = np.clip(before + np.float32(strength) * (new - before), 0.0, 1.0, dtype=np.float32)
     return new, box
 
 
-def _changed(working, output, guide, region, box, target, method, radius, eps, guide_is_composite, transform):
+def _changed(working, output, guide, region, box, *, target, method, radius, eps, guide_is_composite, transform):
     """The box's pixels after the full change (:func:`back_to_full_resolution` at strength 1)."""
     r0, r1, c0, c1 = box
     if method == "transform":
