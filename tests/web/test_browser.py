@@ -85,13 +85,24 @@ def _wait_status(browser, word: str) -> str:
     return browser.find_element(By.ID, "status").text
 
 
-def _download(browser, folder: Path) -> np.ndarray:
+def _download_href(browser, other_than: str | None = None) -> str:
+    """The result's download link (one other than ``other_than``: a newer result). The page
+    re-renders the link while a result arrives, so a stale element means "look again"."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    link = WebDriverWait(browser, WAIT_S).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#download a[href]"))[0]
+    def href(b):
+        value = b.find_element(By.CSS_SELECTOR, "#download a[href]").get_attribute("href")
+        return value if value != other_than else None
+
+    return WebDriverWait(browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException,)).until(href)
+
+
+def _download(browser, folder: Path) -> np.ndarray:
+    href = _download_href(browser)
     target = folder / f"download-{time.monotonic_ns()}.png"
-    with urllib.request.urlopen(link.get_attribute("href"), timeout=WAIT_S) as response:
+    with urllib.request.urlopen(href, timeout=WAIT_S) as response:
         target.write_bytes(response.read())
     with Image.open(target) as image:
         assert image.format == "PNG"
@@ -131,11 +142,10 @@ def test_harmonize_an_example_in_the_browser(browser, default_server, tmp_path):
         box.send_keys(value, Keys.TAB)
         time.sleep(0.3)
 
-    previous = browser.find_element(By.CSS_SELECTOR, "#download a[href]").get_attribute("href")
+    previous = _download_href(browser)
     set_strength("0")
     browser.find_element(By.ID, "harmonize").click()
-    WebDriverWait(browser, WAIT_S).until(lambda b: any(
-        a.get_attribute("href") != previous for a in b.find_elements(By.CSS_SELECTOR, "#download a[href]")))
+    _download_href(browser, other_than=previous)  # the new result has arrived
     np.testing.assert_array_equal(_download(browser, tmp_path), original)
     set_strength("1")
 
