@@ -16,7 +16,11 @@ He & Sun 2015, which fits coefficients at low resolution and upsamples them bili
   f is the window's foreground fraction: windows with little foreground lean on the global affine
   fit (A_g, b_g) of the whole foreground; windows without foreground take it outright;
 * the coefficient maps are box-averaged once more (as in the guided filter), bilinearly upsampled
-  to full resolution and applied there, in strips of rows to bound memory.
+  to full resolution and applied there, in strips of rows to bound memory;
+* with a wide window (radius >= 16) the windows sit on a grid of ``radius // 8``-pixel blocks
+  instead of every pixel (:func:`fit_stride`): each block's moments are summed exactly, so no pixel
+  is dropped, and the fit costs stride² less (at radius 16: 2 px blocks, under 0.5/255 apart from
+  the dense fit on a photo, 2.6x faster).
 
 Background pixels are never touched: the caller composites with the full-resolution mask (see
 :func:`lift`), so background pixels stay bit-identical.
@@ -123,6 +127,16 @@ def global_affine(guide: np.ndarray, target: np.ndarray, weight: np.ndarray, eps
     return _affine_from_stats(mu_g, mu_t, cov_gg, cov_tg, np.asarray(eps), np.eye(3))
 
 
+def fit_stride(height: int, width: int, radius: int) -> int:
+    """How many pixels apart the windows of :func:`fit_local_affine` are: ``radius // 8`` (at
+    least 1), lowered until it divides both sides — every window then spans at least 17 blocks
+    across, so the coarser grid changes the fit very little while its cost falls with stride²."""
+    stride = max(1, radius // 8)
+    while stride > 1 and (height % stride or width % stride):
+        stride -= 1
+    return stride
+
+
 def fit_local_affine(
     guide: np.ndarray,
     target: np.ndarray,
@@ -130,6 +144,7 @@ def fit_local_affine(
     *,
     radius: int = DEFAULT_RADIUS,
     eps: float = DEFAULT_EPS,
+    stride: int | None = None,
 ) -> np.ndarray:
     """Fit the per-pixel affine colour map ``target ~ A(x) @ guide(x) + b(x)`` (see module doc).
 
@@ -139,9 +154,15 @@ def fit_local_affine(
         weight: foreground weight, float (h, w) in [0, 1] (e.g. the area coverage of the mask).
         radius: window radius in low-resolution pixels (>= 1).
         eps: regularisation toward the global fit, in squared [0, 1] colour units.
+        stride: fit one window per ``stride`` x ``stride`` block of pixels (a divisor of h and w;
+            default :func:`fit_stride`). Every pixel still counts: its moments are summed into
+            its block, and the windows (``radius // stride`` blocks around each block) are unions
+            of blocks — the fast guided filter's subsampling (He & Sun 2015) without dropping
+            pixels. 1 = a window around every pixel.
 
     Returns:
-        Coefficients float32 (h, w, 3, 4): ``[..., :3]`` is A, ``[..., 3]`` is b.
+        Coefficients float32 (h / stride, w / stride, 3, 4): ``[..., :3]`` is A, ``[..., 3]`` is b,
+        at the centres of the blocks (:func:`apply_affine` interpolates them).
     """
     if guide.shape != target.shape or guide.ndim != 3 or guide.shape[2] != 3:
         raise ValueError(f"guide and target must both be (h, w, 3), got {guide.shape} and {target.shape}")
@@ -149,14 +170,16 @@ def fit_local_affine(
         raise ValueError(f"weight must be (h, w) = {guide.shape[:2]}, got {weight.shape}")
     if radius < 1:
         raise ValueError(f"radius must be >= 1, got {radius}")
+    h, wd = weight.shape
+    stride = fit_stride(h, wd, radius) if stride is None else int(stride)
+    if stride < 1 or h % stride or wd % stride or stride > radius:
+        raise ValueError(f"stride must divide {h} and {wd} and lie in [1, radius={radius}], got {stride}")
     g = guide.astype(np.float64)
     t = target.astype(np.float64)
     w = np.clip(weight.astype(np.float64), 0.0, 1.0)
     a_glob, b_glob = global_affine(g, t, w)
 
-    h, wd = w.shape
-    ones = _window_sizes(h, radius)[:, None] * _window_sizes(wd, radius)[None, :]
-    # every windowed sum in one pass: w, w*g (3), w*t (3), w*g g^T (upper triangle, 6), w*t g^T (9)
+    # every moment in one array: w, w*g (3), w*t (3), w*g g^T (upper triangle, 6), w*t g^T (9)
     wg, wt = g * w[..., None], t * w[..., None]
     upper = ([0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2])
     stats = np.concatenate([
@@ -164,6 +187,11 @@ def fit_local_affine(
         wg[..., upper[0]] * g[..., upper[1]],
         (wt[..., :, None] * g[..., None, :]).reshape(h, wd, 9),
     ], axis=-1)
+    if stride > 1:  # each block's sums
+        h, wd = h // stride, wd // stride
+        stats = stats.reshape(h, stride, wd, stride, -1).sum(axis=(1, 3))
+    radius //= stride
+    blocks = _window_sizes(h, radius)[:, None] * _window_sizes(wd, radius)[None, :]
     sums = _box_sum(stats, radius)
     sw = sums[..., 0]
     sums = sums[..., 1:] / np.maximum(sw, 1e-12)[..., None]
@@ -174,7 +202,7 @@ def fit_local_affine(
     outer_tg = sums[..., 12:21].reshape(h, wd, 3, 3)
     cov_gg = outer_gg - mean_g[..., :, None] * mean_g[..., None, :]
     cov_tg = outer_tg - mean_t[..., :, None] * mean_g[..., None, :]
-    frac = sw / ones
+    frac = sw / (blocks * stride * stride)
     lam = eps / np.maximum(frac, 1e-6)
     a, b = _affine_from_stats(mean_g, mean_t, cov_gg, cov_tg, lam, a_glob)
     empty = sw <= 1e-9
@@ -182,7 +210,7 @@ def fit_local_affine(
     b[empty] = b_glob
     coeffs = np.concatenate([a, b[..., None]], axis=-1)  # (h, w, 3, 4)
     # Second box pass, as the guided filter averages the coefficients of all windows over a pixel.
-    coeffs = _box_sum(coeffs, radius) / ones[..., None, None]
+    coeffs = _box_sum(coeffs, radius) / blocks[..., None, None]
     return coeffs.astype(np.float32)
 
 

@@ -19,6 +19,7 @@ pixels into that region only, so every other pixel stays bit-identical to the in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -42,9 +43,11 @@ class Working:
     mask: np.ndarray  # bool (S, S): what the network treats as foreground
 
 
+@functools.lru_cache(maxsize=64)
 def _box_ranges(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     """[start, stop) of the source pixels that Pillow's BOX filter averages, per output pixel, when
-    shrinking ``n_in`` pixels to ``n_out`` (its coefficients are 1 on a run of pixels, else 0)."""
+    shrinking ``n_in`` pixels to ``n_out`` (its coefficients are 1 on a run of pixels, else 0).
+    Cached (the same sizes recur in a batch): the arrays are read-only."""
     scale = n_in / n_out
     support = 0.5 * scale
     centre = (np.arange(n_out) + 0.5) * scale
@@ -53,7 +56,9 @@ def _box_ranges(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     # box(x) = 1 for -0.5 < x <= 0.5, at x = (i - centre + 0.5) / scale
     first = np.array([next(i for i in range(a, b) if -0.5 < (i - c + 0.5) / scale <= 0.5) for a, b, c in zip(lo, hi, centre)])
     last = np.array([next(i for i in range(b - 1, a - 1, -1) if -0.5 < (i - c + 0.5) / scale <= 0.5) for a, b, c in zip(lo, hi, centre)])
-    return first, last + 1
+    stop = last + 1
+    first.flags.writeable = stop.flags.writeable = False
+    return first, stop
 
 
 def _range_sums(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, axis: int) -> np.ndarray:
