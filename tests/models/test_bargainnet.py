@@ -81,6 +81,7 @@ def test_batch_equals_single_images_in_eval_mode():
         dict(code_source="composite"),  # ablation 8
         dict(output="affine"),
         dict(output="affine_global"),
+        dict(encoder_width=8),
     ],
 )
 def test_every_parameter_gets_a_gradient(config):
@@ -141,6 +142,23 @@ def test_config_rejects_unknown_keys_and_values():
         BargainNetConfig(code_source="foreground")
     with pytest.raises(ValueError, match="output"):
         BargainNetConfig(output="hsv")
+    with pytest.raises(ValueError, match="encoder_width"):
+        BargainNetConfig(encoder_width=0)
+
+
+def test_encoder_width_narrows_every_extractor_layer_and_is_stored_in_weights(tmp_path):
+    from bargainnet.models.convert import load_weights, save_weights
+
+    model = BargainNet(**TINY, encoder_width=16).eval()
+    widths = [m.out_channels for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [16, 32, 64, 128, 128, 8]  # the paper's 64, 128, 256, 512, 512, L at width 64
+    assert BargainNet(**TINY).encoder.conv1f.out_channels == 64  # the default stays the paper's
+    save_weights(model, tmp_path / "w.safetensors")
+    loaded = load_weights(tmp_path / "w.safetensors")
+    assert loaded.config.encoder_width == 16
+    composite, mask, _ = _inputs()
+    with torch.no_grad():
+        assert torch.allclose(loaded.harmonize(composite, mask), model.harmonize(composite, mask), atol=1e-6)
 
 
 def test_affine_output_starts_as_the_identity_and_applies_a_transform_per_pixel():

@@ -149,3 +149,26 @@ def test_identity_weight_counts_unperturbed_samples_that_many_times():
         bargainnet_loss({"harmonized": out}, real, cfg)
     with pytest.raises(ValueError, match="identity_weight"):
         LossConfig(identity_weight=-1)
+
+
+def test_distillation_terms_equal_their_formulas():
+    g = torch.Generator().manual_seed(4)
+    real, teacher_out, out = (torch.rand(2, 3, 8, 8, generator=g) for _ in range(3))
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, 2:6, 2:6] = 1
+    outputs = {"harmonized": out, "teacher_output": teacher_out}
+    outputs.update({k: torch.randn(2, 16, generator=g) for k in ("z_b", "z_f", "z_f_harm", "z_f_comp")})
+    outputs["teacher_codes"] = torch.randn(6, 16, generator=g)
+    cfg = LossConfig(reconstruction="foreground", background_triplet=False, foreground_triplet=False,
+                     distill=0.8, distill_codes=0.02)
+    total, parts = bargainnet_loss(outputs, real, cfg, mask)
+    student = torch.cat([outputs["z_b"], outputs["z_f"], outputs["z_f_comp"]]).double()
+    code_term = ((student - outputs["teacher_codes"].double()) ** 2).sum(1).mean()
+    expected = 0.2 * reconstruction_loss(out, real, mask) + 0.8 * reconstruction_loss(out, teacher_out, mask) + 0.02 * code_term
+    assert torch.allclose(total.double(), expected, atol=1e-6)
+    assert torch.allclose(parts["distill_codes"].double(), code_term, atol=1e-5)
+    assert LossConfig(distill_codes=0.1, background_triplet=False, foreground_triplet=False).uses_codes
+    assert not LossConfig().uses_teacher and LossConfig(distill=0.5).uses_teacher
+    for bad in (dict(distill=1.5), dict(distill=-0.1), dict(distill_codes=-1.0)):
+        with pytest.raises(ValueError):
+            LossConfig(**bad)

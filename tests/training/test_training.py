@@ -352,3 +352,49 @@ def test_the_two_affine_outputs_share_every_tensor(tiny_root, tmp_path):
     _load_initial_weights(pooled, tmp_path / "local.safetensors")
     for k, v in local.state_dict().items():
         assert torch.equal(pooled.state_dict()[k], v), k
+
+
+def test_distillation_learns_the_teachers_output_and_needs_a_fitting_teacher(tiny_root, tmp_path):
+    from bargainnet.errors import InputError
+    from bargainnet.models.convert import save_weights
+    from bargainnet.models.registry import create_model
+
+    cfg = tiny("trainer.max_steps=25", "trainer.val_every_n_steps=0", "data.batch_size=2", "loss.distill=1.0",
+               "loss.distill_codes=1.0", "model.encoder_width=8")
+    torch.manual_seed(9)
+    teacher_cfg = dataclasses.replace(cfg.model, ngf=12, encoder_width=16)
+    teacher = create_model(cfg.architecture, teacher_cfg)
+    with torch.no_grad():  # the teacher's code is one vector of norm 2 (at initialisation codes are ~1e-3)
+        teacher.encoder.convs.weight.zero_()
+        teacher.encoder.convs.bias.copy_(torch.linspace(-1, 1, cfg.model.code_dim) * 1.2)
+    save_weights(teacher, tmp_path / "teacher.safetensors")
+    rec = Recorder()
+    train(cfg, tmp_path / "r", data_root=tiny_root, teacher=tmp_path / "teacher.safetensors", callbacks=[rec], **QUIET)
+    assert all(math.isfinite(x) for x in rec.losses)
+    assert np.mean(rec.losses[-5:]) < 0.8 * np.mean(rec.losses[:5]), rec.losses
+
+    # the student now reproduces the teacher (a random generator) better than the real images, and its code
+    from bargainnet.data.iharmony4 import IHarmony4Dataset
+    from bargainnet.data.transforms import test_transform
+
+    student = model_from_checkpoint(tmp_path / "r" / "last.ckpt").eval()
+    teacher.eval()
+    ds = IHarmony4Dataset(tiny_root, "train", transform=test_transform(64), cache=None)
+    batch = [ds[i] for i in range(4)]
+    comp, mask, real = (torch.stack([b[k] for b in batch]) for k in ("composite", "mask", "real"))
+    with torch.no_grad():
+        s, t = student(comp, mask), teacher(comp, mask)
+        z_s, z_t = student.domain_code(comp, 1 - mask), teacher.domain_code(comp, 1 - mask)
+    fg = mask.expand_as(s).bool()
+    assert (s - t).abs()[fg].mean() < 0.5 * (s - real).abs()[fg].mean()
+    assert (z_s - z_t).norm() < 0.5 * z_t.norm()
+
+    with pytest.raises(InputError, match="--teacher"):
+        train(cfg, tmp_path / "r2", data_root=tiny_root, **QUIET)
+    plain = tiny("trainer.max_steps=1", "trainer.val_every_n_steps=0")
+    with pytest.raises(InputError, match="both 0"):
+        train(plain, tmp_path / "r3", data_root=tiny_root, teacher=tmp_path / "teacher.safetensors", **QUIET)
+    other = create_model(cfg.architecture, dataclasses.replace(cfg.model, code_dim=4))
+    save_weights(other, tmp_path / "other.safetensors")
+    with pytest.raises(InputError, match="code lengths"):
+        train(cfg, tmp_path / "r4", data_root=tiny_root, teacher=tmp_path / "other.safetensors", **QUIET)

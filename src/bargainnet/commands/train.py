@@ -63,6 +63,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-nodes", type=int, help="machines taking part (trainer.num_nodes)")
     parser.add_argument("--init-weights", metavar="W", help="start a new run from these weights (.safetensors of the "
                         "same architecture, e.g. to fine-tune the default model on your own composites)")
+    parser.add_argument("--teacher", metavar="W", help="distil from this model (weights file): loss.distill and "
+                        "loss.distill_codes compare with its outputs and codes; give it again on --resume")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch jobs)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="configuration overrides")
 
@@ -134,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         stream_masks=args.stream_masks,
         resume=str(resume_path) if resume_path is not None else None,
         init_weights=args.init_weights,
+        teacher=args.teacher,
         progress_bar=not args.no_progress,
         command=["bargainnet", *sys.argv[1:]],
     )

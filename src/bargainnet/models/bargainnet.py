@@ -38,6 +38,9 @@ class BargainNetConfig(ModelConfig):
     from the identity, applied to G's input image; it starts as the identity and cannot invent
     texture. "affine_global": the same 12 maps averaged over the translated region, i.e. one 3×4
     transform per image: no part of the region can change colour on its own.
+
+    ``encoder_width``: channels of E's first convolution (the paper: 64; the others are 2, 4, 8
+    and 8 times it). E costs as much as a narrowed generator, so a light model narrows both.
     """
 
     architecture: ClassVar[str] = "bargainnet"
@@ -51,6 +54,7 @@ class BargainNetConfig(ModelConfig):
     use_dropout: bool = True
     use_attention: bool = True
     output: str = "rgb"
+    encoder_width: int = 64
     # Not architecture: the resolution the weights were trained at (written by export-weights);
     # inference and evaluation run the network there by default. None: unknown.
     image_size: int | None = None
@@ -60,7 +64,7 @@ class BargainNetConfig(ModelConfig):
             raise ValueError(f"code_source must be one of {CODE_SOURCES}, got {self.code_source!r}")
         if self.output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
-        for name in ("ngf", "num_downs", "code_dim"):
+        for name in ("ngf", "num_downs", "code_dim", "encoder_width"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -93,7 +97,7 @@ class BargainNet(nn.Module):
         super().__init__()
         self.config = config = BargainNetConfig.resolve(config, **overrides)
         code_dim = config.code_dim if config.use_code else 0
-        self.encoder = DomainEncoder(config.code_dim)
+        self.encoder = DomainEncoder(config.code_dim, width=config.encoder_width)
         self.generator = AttentionUNet(
             input_nc=(4 if config.use_mask else 3) + code_dim,
             output_nc=12 if config.output in AFFINE_OUTPUTS else 3,

@@ -97,6 +97,13 @@ class LossConfig:
     # 1 for a composite (not in the paper; iHarmony4 has no such samples). Above 1 it trades some
     # of the change on composites for leaving harmonious foregrounds alone.
     identity_weight: float = 1.0
+    # Knowledge distillation (not in the paper; `bargainnet train --teacher W`): ``distill`` is the
+    # share of the reconstruction term measured against a trained teacher's output instead of the
+    # real image; ``distill_codes`` weighs the squared distance between this model's codes and the
+    # teacher's for the background, the real and the composite foregrounds (so that a smaller
+    # student keeps the teacher's code space: inharmony distances stay comparable).
+    distill: float = 0.0
+    distill_codes: float = 0.0
 
     def __post_init__(self):
         if self.distance not in DISTANCES:
@@ -107,11 +114,20 @@ class LossConfig:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {self.reconstruction!r}")
         if not self.identity_weight >= 0:
             raise ValueError(f"identity_weight must be >= 0, got {self.identity_weight!r}")
+        if not 0 <= self.distill <= 1:
+            raise ValueError(f"distill must lie in [0, 1], got {self.distill!r}")
+        if not self.distill_codes >= 0:
+            raise ValueError(f"distill_codes must be >= 0, got {self.distill_codes!r}")
 
     @property
     def uses_codes(self) -> bool:
         """Whether any term needs E's codes of the real and harmonized foregrounds."""
-        return self.background_triplet or self.foreground_triplet or self.discriminative
+        return self.background_triplet or self.foreground_triplet or self.discriminative or self.distill_codes > 0
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether a term compares with a teacher model (``--teacher``)."""
+        return self.distill > 0 or self.distill_codes > 0
 
     @property
     def discriminative(self) -> bool:
@@ -142,10 +158,13 @@ def bargainnet_loss(
     foreground to change. (iHarmony4 has no such samples, so the paper's loss is unchanged.)
 
     With ``encoder_objective="discriminative"`` the outputs also need ``z_f_harm_frozen`` (ẑ_f from
-    a frozen copy of E, see :func:`frozen_encoder_code`) for the background triplet.
+    a frozen copy of E, see :func:`frozen_encoder_code`) for the background triplet. With
+    distillation they need the teacher's ``teacher_output`` (its raw output, like ``harmonized``)
+    and/or ``teacher_codes`` (its codes of z_b, z_f, z̃_f, stacked (3B, L)).
 
     Returns ``(total, {"l1", "triplet_background", "triplet_foreground", "total"})``, plus
-    ``"triplet_real"`` with the discriminative objective.
+    ``"triplet_real"`` with the discriminative objective and ``"distill"``/``"distill_codes"`` when
+    distilling.
     """
     config = config or LossConfig()
     if config.reconstruction == "foreground" and mask is None:
@@ -156,9 +175,18 @@ def bargainnet_loss(
     if composite is not None:
         weight = (composite != real).flatten(1).any(1).to(real.dtype)
     sample_weight = None if config.identity_weight == 1 else weight + config.identity_weight * (1 - weight)
-    l1 = reconstruction_loss(outputs["harmonized"], real, mask if config.reconstruction == "foreground" else None,
-                             sample_weight)
-    total = l1
+    rec_mask = mask if config.reconstruction == "foreground" else None
+    l1 = reconstruction_loss(outputs["harmonized"], real, rec_mask, sample_weight)
+    extra = {}
+    if config.distill > 0:
+        extra["distill"] = reconstruction_loss(outputs["harmonized"], outputs["teacher_output"], rec_mask, sample_weight)
+        total = (1 - config.distill) * l1 + config.distill * extra["distill"]
+    else:
+        total = l1
+    if config.distill_codes > 0:
+        student = torch.cat([outputs["z_b"], outputs["z_f"], outputs["z_f_comp"]])
+        extra["distill_codes"] = (student - outputs["teacher_codes"]).pow(2).sum(1).mean()
+        total = total + config.distill_codes * extra["distill_codes"]
     zero = l1.new_zeros(())
     t_bg = t_fg = zero
     if config.background_triplet:
@@ -170,7 +198,7 @@ def bargainnet_loss(
     if config.foreground_triplet:
         t_fg = triplet_loss(outputs["z_f"], outputs["z_f_harm"], outputs["z_f_comp"], config.margin, config.distance, weight)
         total = total + config.triplet_weight * t_fg
-    parts = {"l1": l1, "triplet_background": t_bg, "triplet_foreground": t_fg}
+    parts = {"l1": l1, "triplet_background": t_bg, "triplet_foreground": t_fg, **extra}
     if config.discriminative:
         parts["triplet_real"] = triplet_loss(outputs["z_b"], outputs["z_f"], outputs["z_f_comp"], config.margin, config.distance, weight)
         total = total + config.triplet_weight * parts["triplet_real"]

@@ -119,6 +119,32 @@ class BargainNetModule(L.LightningModule):
         self._fit_start: float | None = None
         self._grid: dict[str, list[Tensor]] = {}
         self._last_grid_step: int | None = None
+        self._teacher: list[torch.nn.Module] = []  # in a list: not a submodule, not in checkpoints
+
+    def set_teacher(self, teacher: torch.nn.Module) -> None:
+        """The frozen model that ``loss.distill``/``loss.distill_codes`` compare with (``--teacher``)."""
+        teacher.eval().requires_grad_(False)
+        if self.cfg.trainer.channels_last:
+            teacher.to(memory_format=torch.channels_last)
+        self._teacher[:] = [teacher]
+
+    def _teacher_outputs(self, composite: Tensor, mask: Tensor, real: Tensor) -> dict[str, Tensor]:
+        """The teacher's raw output and its codes of (Ĩ, 1−M), (I, M), (Ĩ, M), without gradients."""
+        loss = self.cfg.loss
+        if not loss.uses_teacher:
+            return {}
+        if not self._teacher:
+            raise UserError("loss.distill and loss.distill_codes need a teacher model (bargainnet train --teacher W)")
+        teacher = self._teacher[0].to(self.device)
+        out = {}
+        with torch.no_grad():
+            if loss.distill > 0:
+                out["teacher_output"] = teacher(composite, mask)
+            if loss.distill_codes > 0:
+                out["teacher_codes"] = teacher.domain_code(
+                    torch.cat([composite, real, composite]), torch.cat([1 - mask, mask, mask])
+                )
+        return out
 
     # -- setup ------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -168,6 +194,7 @@ class BargainNetModule(L.LightningModule):
                 outputs["z_f_harm_frozen"] = frozen_encoder_code(self.model.encoder, outputs["harmonized"], mask)
         else:
             outputs = {"harmonized": self.model(composite, mask)}
+        outputs.update(self._teacher_outputs(composite, mask, real))
         # bf16 autocast leaves codes in bf16 (3 significant digits): take the loss in fp32
         outputs = {k: v.float() for k, v in outputs.items()}
         total, parts = bargainnet_loss(outputs, real.float(), self.cfg.loss, mask.float(), composite.float())

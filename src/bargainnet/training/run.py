@@ -134,6 +134,27 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
         model.load_state_dict(state)
 
 
+def _load_teacher(config: TrainConfig, path: str | os.PathLike | None) -> torch.nn.Module:
+    """The teacher model of a distillation run; InputError when it is missing, unused or unfit."""
+    from ..models.convert import load_weights
+
+    loss = config.loss
+    if path is None:
+        raise InputError("loss.distill / loss.distill_codes compare with a teacher: pass --teacher W (a weights file)")
+    if not loss.uses_teacher:
+        raise InputError("--teacher is given but loss.distill and loss.distill_codes are both 0: set one of them")
+    if not Path(path).is_file():
+        raise InputError(f"--teacher: file not found: {path}")
+    teacher = load_weights(path)
+    problem = teacher.config.size_problem(config.data.size)
+    if problem:
+        raise InputError(f"--teacher {path}: the training size {config.data.size} does not fit it: {problem}")
+    theirs, ours = getattr(teacher.config, "code_dim", None), getattr(config.model, "code_dim", None)
+    if loss.distill_codes > 0 and theirs != ours:
+        raise InputError(f"--teacher {path}: loss.distill_codes needs equal code lengths (teacher {theirs}, model {ours})")
+    return teacher
+
+
 def train(
     config: TrainConfig,
     out_dir: str | os.PathLike,
@@ -142,6 +163,7 @@ def train(
     stream_masks: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     init_weights: str | os.PathLike | None = None,
+    teacher: str | os.PathLike | None = None,
     callbacks: Sequence = (),
     loggers: bool = True,
     progress_bar: bool = True,
@@ -154,6 +176,8 @@ def train(
     ``resume``: None (fresh; refuses a folder with checkpoints), ``"auto"`` or a checkpoint.
     ``init_weights``: a weights file of ``config``'s model that a fresh run starts from (fine-tuning);
     a resumed run continues from its checkpoint instead.
+    ``teacher``: a weights file whose outputs and codes ``loss.distill``/``loss.distill_codes``
+    compare with (knowledge distillation); needed on every launch of such a run, resumes included.
     Raises :class:`InputError` for bad data/config, :class:`OutputError` for an unusable run
     folder and :class:`NonFiniteLossError` when the loss diverges.
     """
@@ -171,6 +195,8 @@ def train(
     module = BargainNetModule(config)
     if init_weights is not None and resume_path is None:
         _load_initial_weights(module.model, Path(init_weights))
+    if teacher is not None or config.loss.uses_teacher:
+        module.set_teacher(_load_teacher(config, teacher))
     module.image_dir = out_dir / "images"
     data = BargainNetDataModule(
         config.data, data_root, stream_images, stream_masks, seed=t.seed, validate=t.val_every_n_steps > 0
@@ -225,6 +251,7 @@ def train(
                 "stream_masks": str(stream_masks) if stream_masks is not None else None,
                 "resumed_from": str(resume_path) if resume_path is not None else None,
                 "init_weights": str(init_weights) if init_weights is not None and resume_path is None else None,
+                "teacher": str(teacher) if teacher is not None else None,
                 "world_size": trainer.world_size,
                 "machine": _machine(),
             },
