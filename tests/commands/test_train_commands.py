@@ -82,6 +82,12 @@ def test_cli_errors(cli_run, tiny_root, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "empty"), "--data", str(tiny_root), "--resume", "auto"]) == 3
     assert "nothing to resume" in capsys.readouterr().err
+    assert main(["train", "--config", TINY, "--data", str(tiny_root), "--out", str(tmp_path / "d"), *FAST,
+                 "loss.distill=0.5"]) == 3
+    assert "pass --teacher" in capsys.readouterr().err
+    assert main(["train", "--config", TINY, "--data", str(tiny_root), "--out", str(tmp_path / "d"), *FAST,
+                 "loss.distill=0.5", "--teacher", str(tmp_path / "none.safetensors")]) == 3
+    assert "--teacher: file not found" in capsys.readouterr().err
     assert main(["export-weights", str(tmp_path), "-o", str(tmp_path / "w.safetensors")]) == 3
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["export-weights", str(cli_run), "-o", str(tmp_path / "w.bin")]) == 4
