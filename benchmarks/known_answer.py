@@ -1264,7 +1264,7 @@ def markdown(res: dict[str, Any], names: list[str]) -> str:
 # command line
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
     p = sub.add_parser("fetch", help="download and extract the held-out Debian packages")
@@ -1283,7 +1283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--items", type=Path, default=Path("/work/data_local/known_answer"))
     p.add_argument("--methods", default="composite,reinhard,histogram,covariance,default",
                    help="comma-separated: composite, reinhard, histogram, covariance, default (the bundled model)")
-    p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PATH", help="extra models (.safetensors) as columns")
+    p.add_argument("--weights", nargs="*", action="extend", default=[], metavar="NAME=PATH",
+                   help="extra models (.safetensors) as columns; repeatable")
     p.add_argument("--judge", metavar="PATH", help="the model whose inharmony distance scores the real cut-outs' "
                    "outputs (default: benchmarks/models/judge_unet128.safetensors)")
     p.add_argument("-o", "--out", type=Path, default=Path("outputs/known_answer"))
@@ -1295,6 +1296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "cached in OUT/cache/ by an earlier run of the same method, weights and items)")
     for p in sub.choices.values():
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.step == "fetch":

@@ -211,3 +211,11 @@ def test_the_validation_build_uses_only_training_side_material(ka, tmp_path):
         ka.build(tmp_path / "heldout", None, tmp_path / "v2", validation_of=synth)
     with pytest.raises(ka.UserError, match="composites.jsonl not found"):
         ka.build(tmp_path / "heldout", lal, tmp_path / "v3", validation_of=tmp_path)
+
+
+def test_weights_columns_add_up_whether_the_flag_is_repeated_or_not(ka):
+    parse = ka.build_parser().parse_args
+    assert parse(["run", "--weights", "a=x.safetensors", "--weights", "b=y.safetensors"]).weights == [
+        "a=x.safetensors", "b=y.safetensors"]
+    assert parse(["run", "--weights", "a=x.safetensors", "b=y.safetensors"]).weights == ["a=x.safetensors", "b=y.safetensors"]
+    assert parse(["run"]).weights == []
