@@ -338,6 +338,10 @@ class WebApp:
                 parts.append("no domain code")
             if config.get("use_mask") is False:
                 parts.append("no mask input")
+            if config.get("encoder_width", 64) != 64:
+                parts.append(f"extractor width {config['encoder_width']}")
+            if config.get("output", "rgb") != "rgb":
+                parts.append(f"output: {config['output']} colour transform")
             info["architecture"] = "BargainNet, " + ", ".join(parts)
         trained = meta.get("trained_on")
         if trained:
