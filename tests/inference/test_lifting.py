@@ -38,44 +38,11 @@ def test_global_affine_matches_lstsq():
     np.testing.assert_allclose(b, ref[3], atol=1e-10)
 
 
-def _brute_local_affine(g, t, w, r, eps):
-    """fit_local_affine from its definition, pixel by pixel in float64: a ridge fit per clipped
-    window (toward the global fit, lam = eps / the window's foreground share), then each pixel's
-    coefficients averaged over the windows that contain it."""
-    h, wd = w.shape
-    a_glob, b_glob = lifting.global_affine(g, t, w)
-    first = np.zeros((h, wd, 3, 4))
-    for i in range(h):
-        for j in range(wd):
-            win = (slice(max(i - r, 0), i + r + 1), slice(max(j - r, 0), j + r + 1))
-            ww, gg, tt = w[win].reshape(-1), g[win].reshape(-1, 3), t[win].reshape(-1, 3)
-            if ww.sum() <= 1e-9:
-                first[i, j, :, :3], first[i, j, :, 3] = a_glob, b_glob
-                continue
-            mg, mt = ww @ gg / ww.sum(), ww @ tt / ww.sum()
-            cov_gg = ((gg - mg) * ww[:, None]).T @ (gg - mg) / ww.sum()
-            cov_tg = ((tt - mt) * ww[:, None]).T @ (gg - mg) / ww.sum()
-            lam = eps / max(ww.sum() / ww.size, 1e-6)
-            a = (cov_tg + lam * a_glob) @ np.linalg.inv(cov_gg + lam * np.eye(3))
-            first[i, j, :, :3], first[i, j, :, 3] = a, mt - a @ mg
-    return _brute_box_sum(first, r) / _brute_box_sum(np.ones((h, wd, 1, 1)), r)
-
-
-def test_fit_local_affine_matches_its_definition():
-    rng = np.random.default_rng(7)
-    g = rng.random((9, 11, 3))
-    g[:, :4, 1] = g[:, :4, 0]  # a degenerate (rank-deficient) colour region
-    t = np.clip(g @ rng.random((3, 3)) * 0.7 + 0.1 + 0.03 * rng.standard_normal(g.shape), 0, 1)
-    w = (rng.random((9, 11)) > 0.4).astype(float)
-    w[:, 8:] = 0  # windows with no foreground take the global fit
-    for r, eps in ((1, 1e-4), (2, 1e-2), (20, 1e-4)):
-        got = lifting.fit_local_affine(g, t, w, radius=r, eps=eps)
-        np.testing.assert_allclose(got, _brute_local_affine(g, t, w, r, eps), atol=2e-5)
-
-
-def _brute_block_affine(g, t, w, r, eps, s):
-    """The stride-s fit from its definition: windows of (2 r/s + 1)^2 blocks of s x s pixels around
-    each block (clipped), every pixel of them weighted as in the stride-1 fit."""
+def _brute_local_affine(g, t, w, r, eps, s=1):
+    """fit_local_affine from its definition, block by block in float64: a ridge fit per clipped
+    window of (2 r/s + 1)^2 blocks of s x s pixels around each block (toward the global fit, lam =
+    eps / the window's foreground share), then each block's coefficients averaged over the windows
+    that contain it. s = 1: a window around every pixel."""
     h, wd = w.shape
     hb, wb, rb = h // s, wd // s, r // s
     a_glob, b_glob = lifting.global_affine(g, t, w)
@@ -97,6 +64,18 @@ def _brute_block_affine(g, t, w, r, eps, s):
     return _brute_box_sum(first, rb) / _brute_box_sum(np.ones((hb, wb, 1, 1)), rb)
 
 
+def test_fit_local_affine_matches_its_definition():
+    rng = np.random.default_rng(7)
+    g = rng.random((9, 11, 3))
+    g[:, :4, 1] = g[:, :4, 0]  # a degenerate (rank-deficient) colour region
+    t = np.clip(g @ rng.random((3, 3)) * 0.7 + 0.1 + 0.03 * rng.standard_normal(g.shape), 0, 1)
+    w = (rng.random((9, 11)) > 0.4).astype(float)
+    w[:, 8:] = 0  # windows with no foreground take the global fit
+    for r, eps in ((1, 1e-4), (2, 1e-2), (20, 1e-4)):
+        got = lifting.fit_local_affine(g, t, w, radius=r, eps=eps)
+        np.testing.assert_allclose(got, _brute_local_affine(g, t, w, r, eps), atol=2e-5)
+
+
 def test_strided_fit_matches_its_definition_and_the_dense_fit():
     rng = np.random.default_rng(11)
     g = rng.random((12, 24, 3))
@@ -106,7 +85,7 @@ def test_strided_fit_matches_its_definition_and_the_dense_fit():
     for r, s in ((4, 2), (6, 3), (8, 4)):
         got = lifting.fit_local_affine(g, t, w, radius=r, stride=s)
         assert got.shape == (12 // s, 24 // s, 3, 4)
-        np.testing.assert_allclose(got, _brute_block_affine(g, t, w, r, 1e-4, s), atol=2e-5)
+        np.testing.assert_allclose(got, _brute_local_affine(g, t, w, r, 1e-4, s), atol=2e-5)
     # on a photo with a smooth colour change, the default stride at radius 16 (2) gives what the
     # dense fit gives to well under one 8-bit level
     photo = np.asarray(Image.fromarray(skdata.astronaut()).resize((128, 128)), np.float32) / 255
