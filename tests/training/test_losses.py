@@ -172,3 +172,18 @@ def test_distillation_terms_equal_their_formulas():
     for bad in (dict(distill=1.5), dict(distill=-0.1), dict(distill_codes=-1.0)):
         with pytest.raises(ValueError):
             LossConfig(**bad)
+
+
+def test_unperturbed_samples_can_learn_from_the_real_image_alone():
+    g = torch.Generator().manual_seed(6)
+    real, teacher_out, out = (torch.rand(2, 3, 8, 8, generator=g) for _ in range(3))
+    composite = real.clone()
+    composite[0] += 0.1  # sample 0 is a composite, sample 1 unperturbed
+    outputs = {"harmonized": out, "teacher_output": teacher_out}
+    cfg = LossConfig(background_triplet=False, foreground_triplet=False, distill=0.8, distill_unperturbed=False)
+    total, _ = bargainnet_loss(outputs, real, cfg, composite=composite)
+    per = lambda a, b: (a - b).abs().flatten(1).mean(1).double()  # noqa: E731
+    expected = ((0.2 * per(out, real)[0] + 0.8 * per(out, teacher_out)[0]) + per(out, real)[1]) / 2
+    assert torch.allclose(total.double(), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="composite"):
+        bargainnet_loss(outputs, real, cfg)

@@ -104,6 +104,9 @@ class LossConfig:
     # student keeps the teacher's code space: inharmony distances stay comparable).
     distill: float = 0.0
     distill_codes: float = 0.0
+    # False: unperturbed samples (composite = real) learn from the real image alone — there the
+    # answer is known and a teacher that repaints harmonious photos would be copied.
+    distill_unperturbed: bool = True
 
     def __post_init__(self):
         if self.distance not in DISTANCES:
@@ -171,6 +174,8 @@ def bargainnet_loss(
         raise ValueError("reconstruction='foreground' needs the mask")
     if config.identity_weight != 1 and composite is None:
         raise ValueError("identity_weight != 1 needs the composite (to tell unperturbed samples)")
+    if config.distill > 0 and not config.distill_unperturbed and composite is None:
+        raise ValueError("distill_unperturbed=False needs the composite (to tell unperturbed samples)")
     weight = None
     if composite is not None:
         weight = (composite != real).flatten(1).any(1).to(real.dtype)
@@ -179,8 +184,15 @@ def bargainnet_loss(
     l1 = reconstruction_loss(outputs["harmonized"], real, rec_mask, sample_weight)
     extra = {}
     if config.distill > 0:
-        extra["distill"] = reconstruction_loss(outputs["harmonized"], outputs["teacher_output"], rec_mask, sample_weight)
-        total = (1 - config.distill) * l1 + config.distill * extra["distill"]
+        out, teacher = outputs["harmonized"], outputs["teacher_output"]
+        extra["distill"] = reconstruction_loss(out, teacher, rec_mask, sample_weight)
+        if config.distill_unperturbed:
+            total = (1 - config.distill) * l1 + config.distill * extra["distill"]
+        else:  # per sample: the teacher's share on composites, none on unperturbed samples
+            share = config.distill * weight
+            base = torch.ones_like(weight) if sample_weight is None else sample_weight
+            total = (reconstruction_loss(out, real, rec_mask, base * (1 - share))
+                     + reconstruction_loss(out, teacher, rec_mask, base * share))
     else:
         total = l1
     if config.distill_codes > 0:
