@@ -187,19 +187,19 @@ def fit_local_affine(
         wg[..., upper[0]] * g[..., upper[1]],
         (wt[..., :, None] * g[..., None, :]).reshape(h, wd, 9),
     ], axis=-1)
+    # from here on every array is on the grid of blocks: (hb, wb), windows of radius rb blocks
+    hb, wb, rb = h // stride, wd // stride, radius // stride
     if stride > 1:  # each block's sums
-        h, wd = h // stride, wd // stride
-        stats = stats.reshape(h, stride, wd, stride, -1).sum(axis=(1, 3))
-    radius //= stride
-    blocks = _window_sizes(h, radius)[:, None] * _window_sizes(wd, radius)[None, :]
-    sums = _box_sum(stats, radius)
+        stats = stats.reshape(hb, stride, wb, stride, -1).sum(axis=(1, 3))
+    blocks = _window_sizes(hb, rb)[:, None] * _window_sizes(wb, rb)[None, :]
+    sums = _box_sum(stats, rb)
     sw = sums[..., 0]
     sums = sums[..., 1:] / np.maximum(sw, 1e-12)[..., None]
     mean_g, mean_t = sums[..., 0:3], sums[..., 3:6]
-    outer_gg = np.empty((h, wd, 3, 3))
+    outer_gg = np.empty((hb, wb, 3, 3))
     outer_gg[..., upper[0], upper[1]] = sums[..., 6:12]
     outer_gg[..., upper[1], upper[0]] = sums[..., 6:12]
-    outer_tg = sums[..., 12:21].reshape(h, wd, 3, 3)
+    outer_tg = sums[..., 12:21].reshape(hb, wb, 3, 3)
     cov_gg = outer_gg - mean_g[..., :, None] * mean_g[..., None, :]
     cov_tg = outer_tg - mean_t[..., :, None] * mean_g[..., None, :]
     frac = sw / (blocks * stride * stride)
@@ -208,9 +208,9 @@ def fit_local_affine(
     empty = sw <= 1e-9
     a[empty] = a_glob
     b[empty] = b_glob
-    coeffs = np.concatenate([a, b[..., None]], axis=-1)  # (h, w, 3, 4)
+    coeffs = np.concatenate([a, b[..., None]], axis=-1)  # (hb, wb, 3, 4)
     # Second box pass, as the guided filter averages the coefficients of all windows over a pixel.
-    coeffs = _box_sum(coeffs, radius) / blocks[..., None, None]
+    coeffs = _box_sum(coeffs, rb) / blocks[..., None, None]
     return coeffs.astype(np.float32)
 
 
