@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
+import functools
 import hashlib
 import io
 import json
@@ -933,17 +934,32 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+@functools.cache
+def _package_sha() -> str:
+    """One digest of the installed bargainnet package's Python sources: a change to the code that
+    harmonizes (lifting, baselines, metrics) invalidates every cached column."""
+    import bargainnet
+
+    root = Path(bargainnet.__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def _cache_file(out: Path, method: "Method", manifest_sha: str, judge_sha: str) -> Path:
     """Where one method's per-item numbers are cached: keyed by the method (and its weights file's
-    content), the manifest and the judge model, so a stale cache is never read."""
+    content), the manifest, the judge model and the package's code, so a stale cache is never
+    read."""
     weights_sha = _sha256(Path(method.weights)) if method.weights else ("bundled" if method.kind == "model" else "")
     if method.kind == "model" and not method.weights:
         from bargainnet.inference import default_weights_path
 
         weights_sha = _sha256(default_weights_path())
-    settings = "" if method.lift_radius is None else f"|radius {method.lift_radius}"  # older keys stay valid
+    settings = "" if method.lift_radius is None else f"|radius {method.lift_radius}"
     settings += "" if method.strength is None else f"|strength {method.strength:g}"
-    key = hashlib.sha256(f"{method.name}|{weights_sha}|{manifest_sha}|{judge_sha}|{CACHE_VERSION}{settings}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{method.name}|{weights_sha}|{manifest_sha}|{judge_sha}|{CACHE_VERSION}{settings}"
+                         f"|code {_package_sha()}".encode()).hexdigest()[:16]
     return out / "cache" / f"{method.name}-{key}.json"
 
 

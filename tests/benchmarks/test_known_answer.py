@@ -167,10 +167,27 @@ def test_the_lifting_radius_is_part_of_a_model_columns_cache_key(ka, tmp_path):
     plain, wide = ka.Method("m", str(weights)), ka.Method("m", str(weights), lift_radius=64)
     assert wide.harmonizer.radius == 64 and plain.harmonizer.radius == 4
     files = {ka._cache_file(tmp_path, m, "manifest", "judge") for m in (plain, wide, ka.Method("m", str(weights)))}
-    assert len(files) == 2  # radius 64 is cached apart; the default radius keeps the older key
+    assert len(files) == 2  # radius 64 is cached apart
     assert ka.Method("reinhard", lift_radius=64).lift_radius is None  # baselines do not lift
     soft = ka.Method("m", str(weights), strength=0.5)
     assert soft.harmonizer.strength == 0.5 and ka._cache_file(tmp_path, soft, "manifest", "judge") not in files
+
+
+def test_a_change_to_the_package_code_invalidates_every_cached_column(ka, tmp_path, monkeypatch):
+    import bargainnet
+
+    src = tmp_path / "src" / "bargainnet"
+    (src / "inference").mkdir(parents=True)
+    (src / "__init__.py").write_text("")
+    (src / "inference" / "lift.py").write_text("RADIUS = 16\n")
+    monkeypatch.setattr(bargainnet, "__file__", str(src / "__init__.py"))
+    keys = []
+    for radius in ("16", "8", "16"):
+        (src / "inference" / "lift.py").write_text(f"RADIUS = {radius}\n")
+        ka._package_sha.cache_clear()
+        keys.append(ka._cache_file(tmp_path, ka.Method("reinhard"), "manifest", "judge"))
+    ka._package_sha.cache_clear()
+    assert keys[0] != keys[1] and keys[0] == keys[2]
 
 
 def test_the_validation_build_uses_only_training_side_material(ka, tmp_path):
