@@ -681,20 +681,40 @@ def validation_photo_names(synth: Path) -> set[str]:
     return names
 
 
+def validation_registry_photos(synth: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The photos of a ``bargainnet synth`` folder's test (validation) split that are not
+    Lalonde–Efros photos (training-side registry collections, ``<package>__<stem>``), read from its
+    ``*/real_images`` folders at the size synth stored them, in the :func:`registry_photos` form;
+    and warnings for names with no stored image."""
+    names = set()
+    for line in (synth / "composites.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        source = str(row.get("source", ""))
+        if row.get("split") == "test" and source and not source.startswith("image_"):
+            names.add(source)
+    stored = {p.stem: p for p in sorted(synth.glob("*/real_images/*")) if p.stem in names}
+    photos = [{"source": name.split("__")[0], "name": name, "image": np.asarray(Image.open(stored[name]).convert("RGB")),
+               "objects": [], "licence": "training-side registry photo (licence: the photo folder's sources.tsv)"}
+              for name in sorted(stored)]
+    warnings = [f"{name}: in {synth}'s test split but no real image stored; skipped" for name in sorted(names - set(stored))]
+    return photos, warnings
+
+
 def build(heldout: Path, lalonde_root: Path | None, out: Path, seed: int = SEED, n_cutouts: int = 80,
           lalonde_limit: int | None = None, progress: bool = True, validation_of: Path | None = None) -> dict[str, Any]:
     """Build every item into ``out`` (``manifest.json``, ``sources.md``, ``items/``, ``reals/``).
 
     ``validation_of`` (a synth folder) builds the *validation* set instead, for choosing settings
-    without looking at the benchmark: that folder's validation Lalonde photos, no registry photos,
-    the training-side (even-hash) stamps, the training side's families only (no ``curves``) and
-    every photo also in the identity set."""
+    without looking at the benchmark: that folder's validation photos (Lalonde–Efros ones with their
+    object masks; training-side registry ones with every mask kind, like the benchmark's registry
+    photos), the training-side (even-hash) stamps, the training side's families only (no
+    ``curves``) and every Lalonde photo also in the identity set."""
     if out.exists() and any(out.iterdir()):
         raise UserError(f"output folder {out} is not empty; delete it to rebuild")
     if validation_of is not None and lalonde_root is None:
         raise UserError("--validation-of needs --lalonde")
     names = None if validation_of is None else validation_photo_names(validation_of)
-    registry, warnings = registry_photos(heldout) if names is None else ([], [])
+    registry, warnings = registry_photos(heldout) if names is None else validation_registry_photos(validation_of)
     stamps = list_stamps(heldout, "odd" if names is None else "even")
     if not stamps:
         warnings.append("no Tux Paint stamps: silhouettes and real cut-outs skipped (run the fetch step)")
@@ -1293,8 +1313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutouts", type=int, default=80, help="real cut-out items (default 80)")
     p.add_argument("--lalonde-limit", type=int, help="use only the first N Lalonde test photos")
     p.add_argument("--validation-of", type=Path, metavar="SYNTH",
-                   help="build the validation set instead (for choosing settings): SYNTH's validation photos, "
-                        "training-side stamps and families")
+                   help="build the validation set instead (for choosing settings): SYNTH's validation photos "
+                        "(Lalonde-Efros and training-side registry ones), training-side stamps and families")
     p = sub.add_parser("run", help="run methods on the items and write the report")
     p.add_argument("--items", type=Path, default=Path("/work/data_local/known_answer"))
     p.add_argument("--methods", default="composite,reinhard,histogram,covariance,default",

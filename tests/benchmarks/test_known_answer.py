@@ -203,8 +203,13 @@ def test_the_validation_build_uses_only_training_side_material(ka, tmp_path):
     synth = tmp_path / "synth"
     synth.mkdir()
     rows = [{"split": "test", "source": "image_1"}, {"split": "test", "source": "image_3"},
-            {"split": "train", "source": "image_0"}, {"split": "test", "source": "wallpaper"}]
+            {"split": "train", "source": "image_0"}, {"split": "test", "source": "pkg__wallpaper"},
+            {"split": "test", "source": "pkg__lost"}, {"split": "train", "source": "pkg__trained"}]
     (synth / "composites.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    # synth stores its photos' real images; a training photo's must not be used
+    (synth / "identity" / "real_images").mkdir(parents=True)
+    for name in ("pkg__wallpaper", "pkg__trained"):
+        Image.fromarray(_photo(7)).save(synth / "identity" / "real_images" / f"{name}.jpg")
     # stamps of both hash halves
     stamps = tmp_path / "heldout" / "tuxpaint-stamps-default" / "usr/share/tuxpaint/stamps"
     stamps.mkdir(parents=True)
@@ -219,9 +224,15 @@ def test_the_validation_build_uses_only_training_side_material(ka, tmp_path):
     m = ka.build(tmp_path / "heldout", lal, tmp_path / "val", n_cutouts=4, progress=False, validation_of=synth)
     assert m["split"].startswith("validation")
     assert "curves" not in m["families"]
-    assert {it["photo"] for it in m["items"] if it["group"] != "cutout"} <= {"image_1", "image_3"}
+    assert {it["photo"] for it in m["items"] if it["group"] != "cutout"} == {"image_1", "image_3", "pkg__wallpaper"}
     assert {it["family"] for it in m["items"] if it["group"] == "perturbed"} <= {"transfer", "retouch", "illumination"}
-    assert len([it for it in m["items"] if it["group"] == "identity"]) == 2  # every validation photo
+    lal_identity = [it for it in m["items"] if it["group"] == "identity" and it["source"] == "lalonde"]
+    assert len(lal_identity) == 2  # every validation Lalonde photo
+    wall = [it for it in m["items"] if it["photo"] == "pkg__wallpaper"]
+    assert {it["source"] for it in wall} == {"pkg"}
+    assert {it["mask_kind"] for it in wall if it["group"] == "perturbed"} >= {"segment", "shape"}
+    assert any(it["group"] == "identity" for it in wall)
+    assert any("pkg__lost" in w for w in m["warnings"])
     cut = [it for it in m["items"] if it["group"] == "cutout"]
     assert cut and all(not halves[it["mask_detail"]] for it in cut)  # training-side (even) stamps only
     with pytest.raises(ka.UserError, match="needs --lalonde"):
