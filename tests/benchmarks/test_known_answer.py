@@ -143,14 +143,16 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path):
     torch.manual_seed(0)
     weights = tmp_path / "ct.safetensors"
     save_weights(ColorTransformNet(width=4, depth=2, encoder_width=4, code_dim=4, grid=2, curve_knots=4, image_size=64), weights)
-    methods = ka.parse_methods("composite,reinhard", [f"ct={weights}"])
+    methods = ka.parse_methods("composite,reinhard,default", [f"ct={weights}"])
     res = ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, judge_weights=str(weights))
-    assert set(res["table2"]) == {"ct"} and len(res["table2"]["ct"]) == 7
+    assert set(res["table2"]) == {"ct", "default"} and len(res["table2"]["ct"]) == 7
     assert all(0 <= v <= 100 for v in res["table2"]["ct"])
     inh = res["inharmony"]["ct"]
     assert inh["identity"] >= 0 and inh["composite"] >= 0 and 0 <= inh["auc"] <= 1
     report = (tmp_path / "out" / "results.md").read_text()
     assert "Table 2" in report and "all six" in report and str(weights) in report
+    assert set(res["paired"]["methods"]) == {"reinhard", "ct"}  # each against the default, on the same items
+    assert "Paired differences against `default`" in report and "| ct | " in report.split("Paired differences")[1]
     rows = (tmp_path / "out" / "per_item.csv").read_text().splitlines()
     assert "ct.table2" in rows[0]
 
@@ -247,3 +249,29 @@ def test_weights_columns_add_up_whether_the_flag_is_repeated_or_not(ka):
         "a=x.safetensors", "b=y.safetensors"]
     assert parse(["run", "--weights", "a=x.safetensors", "b=y.safetensors"]).weights == ["a=x.safetensors", "b=y.safetensors"]
     assert parse(["run"]).weights == []
+
+
+def test_paired_differences_against_the_default(ka):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        comp = float(rng.uniform(100, 300))
+        rows.append({"group": "perturbed", "composite.mse": comp, "default.mse": 0.8 * comp,
+                     "same.mse": 0.8 * comp, "better.mse": 0.6 * comp})
+    for i in range(30):
+        fg = float(rng.uniform(0, 50))
+        rows.append({"group": "identity", "default.fg_mse": fg, "same.fg_mse": fg, "better.fg_mse": fg - 3.0})
+    for i in range(20):  # the default lowers the judge on the even items, "better" on all of them
+        rows.append({"group": "cutout", "judge_before": 1.0, "default.judge_after": 0.9 if i % 2 == 0 else 1.1,
+                     "same.judge_after": 0.9 if i % 2 == 0 else 1.1, "better.judge_after": 0.8})
+    names = ["composite", "default", "same", "better"]
+    res = ka.paired_differences(rows, names, n_boot=500)
+    same, better = res["methods"]["same"], res["methods"]["better"]
+    assert same["perturbed_mse_ratio"] == [0.0, 0.0, 0.0] and same["identity_fg_mse"] == [0.0, 0.0, 0.0]
+    assert same["cutouts_judge_lower"] == [0.0, 0.0, 0.0]
+    # every resample of a constant ratio or shift gives that value exactly
+    assert better["perturbed_mse_ratio"] == pytest.approx([-0.2, -0.2, -0.2])
+    assert better["identity_fg_mse"] == pytest.approx([-3.0, -3.0, -3.0])
+    est, lo, hi = better["cutouts_judge_lower"]
+    assert est == pytest.approx(50.0) and lo < est < hi and hi <= 100
+    assert ka.paired_differences(rows, ["composite", "same"]) is None  # no reference column
