@@ -986,8 +986,11 @@ def _cache_file(out: Path, method: "Method", manifest_sha: str, judge_sha: str) 
 def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, limit: int | None = None,
         threads: int = 1, progress: bool = True, command: str = "", reuse: bool = True,
         judge_weights: str | None = None, lift_radius: int | None = None,
-        strength: float | None = None) -> dict[str, Any]:
+        strength: float | None = None, reference: str = "default") -> dict[str, Any]:
     """Run every method on every item; write results.json, results.md, per_item.csv, sheets.
+
+    ``reference``: the column every other method's paired differences are measured against
+    (:func:`paired_differences`; none when no such column and it is not named on purpose).
 
     The real cut-outs have no answer: every output is scored by one judge, the inharmony distance
     of ``judge_weights`` (default: :data:`JUDGE`).
@@ -998,6 +1001,8 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
     import torch
     from tqdm import tqdm
 
+    if reference != "default" and reference not in [n for n, _ in methods]:
+        raise UserError(f"--reference {reference}: no such column (columns: {', '.join(n for n, _ in methods)})")
     torch.set_num_threads(threads)
     manifest_file = items_root / "manifest.json"
     if not manifest_file.is_file():
@@ -1078,7 +1083,7 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
             caches[m.name].parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(caches[m.name], json.dumps(fresh[m.name]))
     names = [m.name for m in cols]
-    results = summarise(per_item, names)
+    results = summarise(per_item, names, reference)
     results.update({
         "protocol": PROTOCOL_TEXT, "items_root": str(items_root), "n_items": len(items), "methods": {
             m.name: {"kind": m.kind, "weights": m.weights or ("bundled default" if m.kind == "model" else None),
@@ -1179,7 +1184,7 @@ def paired_differences(per_item: list[dict[str, Any]], names: list[str], referen
     return out
 
 
-def summarise(per_item: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+def summarise(per_item: list[dict[str, Any]], names: list[str], reference: str = "default") -> dict[str, Any]:
     pert = [r for r in per_item if r["group"] == "perturbed"]
     res: dict[str, Any] = {"overall": _group_stats(pert, names)}
     for key, values in (("family", FAMILIES), ("mask_kind", MASK_KINDS), ("source", sorted({r["source"] for r in pert}))):
@@ -1228,7 +1233,7 @@ def summarise(per_item: list[dict[str, Any]], names: list[str]) -> dict[str, Any
             "own_after": _mean([r[f"{n}.own_after"] for r in cut]),
             "own_lower": float(np.mean([(r[f"{n}.own_after"] or 0) < (r[f"{n}.own_before"] or 0) for r in cut]))
             if cut[0][f"{n}.own_before"] is not None else None} for n in names}}
-    res["paired"] = paired_differences(per_item, names)
+    res["paired"] = paired_differences(per_item, names, reference)
     return res
 
 
@@ -1383,6 +1388,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--lift-radius", type=int, metavar="R", help="the models' lifting radius (default: the Harmonizer's)")
     p.add_argument("--strength", type=float, metavar="S", help="the models' strength (default: the Harmonizer's)")
+    p.add_argument("--reference", default="default", metavar="NAME",
+                   help="the column every other method is compared with, item by item, with 95 %% bootstrap "
+                        "intervals (default: default)")
     p.add_argument("--no-reuse", action="store_true", help="recompute every method (default: reuse the numbers "
                    "cached in OUT/cache/ by an earlier run of the same method, weights and items)")
     for p in sub.choices.values():
@@ -1407,7 +1415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             methods = parse_methods(args.methods, args.weights)
             res = run(args.items, methods, args.out, limit=args.limit, threads=args.threads, progress=not args.quiet,
                       reuse=not args.no_reuse, judge_weights=args.judge, lift_radius=args.lift_radius,
-                      strength=args.strength,
+                      strength=args.strength, reference=args.reference,
                       command="python benchmarks/known_answer.py " + " ".join(sys.argv[1:] if argv is None else argv))
             print(markdown(res, [n for n, _ in methods]).split("## By")[0])
             print(f"written to {args.out}")

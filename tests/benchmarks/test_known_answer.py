@@ -153,6 +153,10 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path):
     assert "Table 2" in report and "all six" in report and str(weights) in report
     assert set(res["paired"]["methods"]) == {"reinhard", "ct"}  # each against the default, on the same items
     assert "Paired differences against `default`" in report and "| ct | " in report.split("Paired differences")[1]
+    res = ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, judge_weights=str(weights), reference="ct")
+    assert set(res["paired"]["methods"]) == {"reinhard", "default"}  # from the cache, against ct this time
+    with pytest.raises(ka.UserError, match="no such column"):
+        ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, reference="ctt")
     rows = (tmp_path / "out" / "per_item.csv").read_text().splitlines()
     assert "ct.table2" in rows[0]
 
