@@ -665,19 +665,21 @@ def paste_cutout(stamp_path: Path, background: np.ndarray, rng: np.random.Genera
     return out, mask
 
 
-def validation_photo_names(synth: Path) -> set[str]:
-    """The Lalonde–Efros photos of a ``bargainnet synth`` folder's test (validation) split: its
-    ``composites.jsonl`` sources whose split is ``test`` (the reserved benchmark photos are not in it)."""
+def _test_split_sources(synth: Path) -> set[str]:
+    """The photo names (``source``) of a ``bargainnet synth`` folder's test (validation) split."""
     index = synth / "composites.jsonl"
     if not index.is_file():
         raise UserError(f"{index} not found: --validation-of needs a 'bargainnet synth' output folder")
-    names = set()
-    for line in index.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("split") == "test" and str(row.get("source", "")).startswith("image_"):
-            names.add(row["source"])
+    rows = (json.loads(line) for line in index.read_text().splitlines())
+    return {str(r["source"]) for r in rows if r.get("split") == "test" and r.get("source")}
+
+
+def validation_photo_names(synth: Path) -> set[str]:
+    """The Lalonde–Efros photos of a ``bargainnet synth`` folder's test (validation) split: its
+    ``composites.jsonl`` sources whose split is ``test`` (the reserved benchmark photos are not in it)."""
+    names = {s for s in _test_split_sources(synth) if s.startswith("image_")}
     if not names:
-        raise UserError(f"{index}: no Lalonde–Efros photos in its test split")
+        raise UserError(f"{synth / 'composites.jsonl'}: no Lalonde–Efros photos in its test split")
     return names
 
 
@@ -686,12 +688,7 @@ def validation_registry_photos(synth: Path) -> tuple[list[dict[str, Any]], list[
     Lalonde–Efros photos (training-side registry collections, ``<package>__<stem>``), read from its
     ``*/real_images`` folders at the size synth stored them, in the :func:`registry_photos` form;
     and warnings for names with no stored image."""
-    names = set()
-    for line in (synth / "composites.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        source = str(row.get("source", ""))
-        if row.get("split") == "test" and source and not source.startswith("image_"):
-            names.add(source)
+    names = {s for s in _test_split_sources(synth) if not s.startswith("image_")}
     stored = {p.stem: p for p in sorted(synth.glob("*/real_images/*")) if p.stem in names}
     photos = [{"source": name.split("__")[0], "name": name, "image": np.asarray(Image.open(stored[name]).convert("RGB")),
                "objects": [], "licence": "training-side registry photo (licence: the photo folder's sources.tsv)"}
@@ -1146,41 +1143,45 @@ def _group_stats(rows: list[dict], names: list[str]) -> dict[str, Any]:
 
 def paired_differences(per_item: list[dict[str, Any]], names: list[str], reference: str = "default",
                        n_boot: int = 2000, seed: int = 0) -> dict[str, Any] | None:
-    """Each method minus ``reference`` on the same items, with a 95 % paired bootstrap interval
-    (``n_boot`` resamples of the items, fixed ``seed``): ``[estimate, low, high]`` for the perturbed
-    MSE × input (needs the ``composite`` column), the identity set's mean fg-MSE and the share of
-    real cut-outs judged lower (in points). None without the reference column."""
+    """Each method minus ``reference`` on the same items, with a 95 % paired percentile bootstrap
+    interval (``scipy.stats.bootstrap``, ``n_boot`` resamples of the items, fixed ``seed``):
+    ``[estimate, low, high]`` for the perturbed MSE × input (needs the ``composite`` column), the
+    identity set's mean fg-MSE and the share of real cut-outs judged lower (in points). None
+    without the reference column."""
+    from scipy import stats
+
     if reference not in names:
         return None
-    rng = np.random.default_rng(seed)
 
-    def interval(stat: Callable[[np.ndarray], np.ndarray], n: int) -> list[float] | None:
-        if n == 0:
+    def interval(statistic: Callable[..., Any], *samples: np.ndarray) -> list[float] | None:
+        if len(samples[0]) == 0:
             return None
-        boot = stat(rng.integers(0, n, (n_boot, n)))
-        return [float(stat(np.arange(n)[None])[0]), *map(float, np.percentile(boot, [2.5, 97.5]))]
+        ci = stats.bootstrap(samples, statistic, paired=True, vectorized=True, n_resamples=n_boot,
+                             method="percentile", random_state=np.random.default_rng(seed)).confidence_interval
+        return [float(statistic(*samples, axis=-1)), float(ci.low), float(ci.high)]
 
-    pert = [r for r in per_item if r["group"] == "perturbed"]
-    ident = [r for r in per_item if r["group"] == "identity"]
-    cut = [r for r in per_item if r["group"] == "cutout"]
-    col = lambda rows, key: np.array([r[key] for r in rows], float)  # noqa: E731
+    def col(group: str, key: str) -> np.ndarray:
+        return np.array([r[key] for r in per_item if r["group"] == group], float)
+
+    def mean(x, axis):
+        return x.mean(axis)
+
+    def mse_ratio_change(a, b, c, axis):
+        return (a.sum(axis) - b.sum(axis)) / c.sum(axis)
+
+    def lowered(m: str) -> np.ndarray:
+        return (col("cutout", f"{m}.judge_after") < col("cutout", "judge_before") - 1e-6).astype(float)
+
     out: dict[str, Any] = {"reference": reference, "n_boot": n_boot, "methods": {}}
     for n in names:
         if n in (reference, "composite"):
             continue
-        d: dict[str, Any] = {"perturbed_mse_ratio": None}
-        if "composite" in names and pert:
-            a, b, c = col(pert, f"{n}.mse"), col(pert, f"{reference}.mse"), col(pert, "composite.mse")
-            d["perturbed_mse_ratio"] = interval(lambda i: (a[i].sum(1) - b[i].sum(1)) / c[i].sum(1), len(pert))
-        diff = col(ident, f"{n}.fg_mse") - col(ident, f"{reference}.fg_mse") if ident else np.zeros(0)
-        d["identity_fg_mse"] = interval(lambda i: diff[i].mean(1), len(ident))
-        if cut:
-            lower = lambda m: col(cut, f"{m}.judge_after") < col(cut, "judge_before") - 1e-6  # noqa: E731
-            dl = 100.0 * (lower(n).astype(float) - lower(reference).astype(float))
-            d["cutouts_judge_lower"] = interval(lambda i: dl[i].mean(1), len(cut))
-        else:
-            d["cutouts_judge_lower"] = None
-        out["methods"][n] = d
+        out["methods"][n] = {
+            "perturbed_mse_ratio": interval(mse_ratio_change, col("perturbed", f"{n}.mse"), col("perturbed", f"{reference}.mse"),
+                                            col("perturbed", "composite.mse")) if "composite" in names else None,
+            "identity_fg_mse": interval(mean, col("identity", f"{n}.fg_mse") - col("identity", f"{reference}.fg_mse")),
+            "cutouts_judge_lower": interval(mean, 100.0 * (lowered(n) - lowered(reference))),
+        }
     return out
 
 
