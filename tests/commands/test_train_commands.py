@@ -71,6 +71,37 @@ def test_export_weights_round_trip(cli_run, tmp_path):
     assert load_weights(soft).inference_settings == {"lift_radius": 16, "strength": 0.8}
 
 
+@pytest.mark.slow
+def test_export_weights_averages_runs(cli_run, tiny_root, tmp_path, capsys):
+    other = tmp_path / "seed1"
+    assert main(["train", "--config", TINY, "--data", str(tiny_root), "--out", str(other), *FAST,
+                 "trainer.max_steps=2", "trainer.seed=1"]) == 0
+    a, b = (model_from_checkpoint(run / "last.ckpt").state_dict() for run in (cli_run, other))
+    soup = tmp_path / "soup.safetensors"
+    assert main(["export-weights", str(cli_run), str(other / "last.ckpt"), "-o", str(soup)]) == 0
+    averaged = load_weights(soup).state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())  # two different models
+    for key, value in averaged.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (a[key].double() + b[key].double()).div(2).float(), atol=1e-7), key
+        else:
+            assert torch.equal(value, a[key]), key
+    meta = read_metadata(soup)
+    assert meta["source"].startswith("uniform average of 2 checkpoints") and "seed1" in meta["source"]
+    # one model averaged with itself is that model
+    same = tmp_path / "same.safetensors"
+    assert main(["export-weights", str(other), str(other), "-o", str(same)]) == 0
+    assert all(torch.equal(v, b[k]) for k, v in load_weights(same).state_dict().items())
+    # a different architecture cannot be averaged in: a clear error, nothing written
+    wide = tmp_path / "wide"
+    assert main(["train", "--config", TINY, "--data", str(tiny_root), "--out", str(wide), *FAST,
+                 "trainer.max_steps=1", "model.ngf=4"]) == 0
+    capsys.readouterr()
+    assert main(["export-weights", str(cli_run), str(wide), "-o", str(tmp_path / "bad.safetensors")]) == 3
+    assert "model configuration differs" in capsys.readouterr().err
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
 def test_cli_errors(cli_run, tiny_root, tmp_path, capsys):
     assert main(["train", "--config", TINY, "--out", str(tmp_path / "x"), *FAST]) == 3
     assert "no training data" in capsys.readouterr().err

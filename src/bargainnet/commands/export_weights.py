@@ -2,11 +2,13 @@
 
     bargainnet export-weights runs/cpu_small -o model.safetensors          # the run's last.ckpt
     bargainnet export-weights runs/cpu_small/step00004000.ckpt -o m.safetensors --fp16
+    bargainnet export-weights runs/seed0 runs/seed1 -o soup.safetensors   # the average of both runs' weights
 
 The file holds the model configuration in its metadata (``bargainnet.models.convert.load_weights``
 needs nothing else), plus the training step, the source checkpoint and the training data folder,
 and with ``--lift-radius R`` / ``--strength S`` the lifting radius / strength the Harmonizer uses for it
-unless told otherwise.
+unless told otherwise. Several sources give the uniform average of their weights (a "model
+soup"): for runs fine-tuned from one initialisation with one recipe, e.g. different seeds.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ HELP = "write a training run's (or checkpoint's) model as a self-describing .saf
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="RUN_OR_CKPT", help="run folder (uses its last.ckpt) or a .ckpt file")
+    parser.add_argument("sources", nargs="+", metavar="RUN_OR_CKPT",
+                        help="run folder (uses its last.ckpt) or a .ckpt file; several: write the uniform average "
+                             "of their weights (same model configuration; runs fine-tuned from one initialisation)")
     parser.add_argument("-o", "--output", required=True, help="output .safetensors file")
     parser.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     parser.add_argument("--lift-radius", type=int, metavar="R",
@@ -36,20 +40,24 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import require_extra
 
     require_extra("train", "lightning", purpose="reading a training checkpoint")
-    from ..training import checkpoint_in, trained_model
+    from ..training import average_models, checkpoint_in, trained_model
 
-    ckpt = checkpoint_in(args.source)
+    ckpts = [checkpoint_in(source) for source in args.sources]
     out = Path(args.output)
-    if out.exists() and out.resolve() == ckpt.resolve():
-        raise OutputError(f"output {out} would overwrite the input checkpoint")
+    if out.exists() and any(out.resolve() == ckpt.resolve() for ckpt in ckpts):
+        raise OutputError(f"output {out} would overwrite an input checkpoint")
     if out.suffix != ".safetensors":
         raise OutputError(f"output {out} should end in .safetensors")
-    trained = trained_model(ckpt)
+    ckpt = ckpts[0]
+    trained = trained_model(ckpt) if len(ckpts) == 1 else average_models([trained_model(c) for c in ckpts])
     model, step = trained.model, trained.step
     model.config.image_size = trained.config.data.size  # inference runs there by default
     settings = {"lift_radius": args.lift_radius, "strength": args.strength}
     model.inference_settings = {k: v for k, v in settings.items() if v is not None}  # validated by save_weights
-    info = {"source": f"{ckpt.name} (training step {step})", "training_step": str(step)}
+    if len(ckpts) == 1:
+        info = {"source": f"{ckpt.name} (training step {step})", "training_step": str(step)}
+    else:
+        info = {"source": f"uniform average of {len(ckpts)} checkpoints: {step}", "training_step": "averaged"}
     run_record = ckpt.parent / "run.yaml"
     if run_record.is_file():
         import yaml

@@ -23,7 +23,7 @@ _EXPORTS = {
     **dict.fromkeys(("AtomicCheckpointIO", "StepCheckpoint", "StepProgressBar"), ".callbacks"),
     **dict.fromkeys(("LAST", "CHECKPOINT_PATTERN", "find_checkpoints", "resolve_resume", "read_checkpoint",
                      "checkpoint_config", "model_from_checkpoint", "trained_model", "TrainedModel",
-                     "checkpoint_in"), ".checkpoints"),
+                     "checkpoint_in", "average_models"), ".checkpoints"),
     **dict.fromkeys(("train", "TrainResult"), ".run"),
 }
 __all__ = sorted(_EXPORTS)

@@ -96,6 +96,39 @@ def trained_model(path: str | os.PathLike) -> TrainedModel:
     return TrainedModel(Path(path), model.eval(), config, ckpt.get("global_step", "?"))
 
 
+def average_models(trained: list[TrainedModel]) -> TrainedModel:
+    """The uniform average of several checkpoints' weights (a "model soup", Wortsman et al., 2022).
+
+    Meant for runs fine-tuned from one initialisation with one recipe (e.g. different seeds), whose
+    weights lie in one basin; averaging unrelated models gives a useless model. Every checkpoint
+    must have the same family, model configuration and training image size. Floating-point
+    parameters and buffers (BatchNorm running statistics too) are averaged in float64 and stored in
+    their own dtype; integer buffers (batch counters) are taken from the first checkpoint. The
+    result keeps the first checkpoint's configuration; its ``step`` names every source.
+    """
+    if not trained:
+        raise ValueError("average_models needs at least one checkpoint")
+    first = trained[0]
+    for other in trained[1:]:
+        for what, a, b in (("architecture", first.config.architecture, other.config.architecture),
+                           ("model configuration", first.config.model, other.config.model),
+                           ("training image size (data.size)", first.config.data.size, other.config.data.size)):
+            if a != b:
+                raise InputError(f"cannot average {first.path} and {other.path}: their {what} differs ({a} vs {b})")
+    states = [t.model.state_dict() for t in trained]
+    averaged = {}
+    for key, value in states[0].items():
+        if value.is_floating_point():
+            total = sum(s[key].to(torch.float64) for s in states)
+            averaged[key] = (total / len(states)).to(value.dtype)
+        else:
+            averaged[key] = value
+    model = create_model(first.config.architecture, first.config.model)
+    model.load_state_dict(averaged)
+    step = " + ".join(f"{t.path} (step {t.step})" for t in trained)
+    return TrainedModel(first.path, model.eval(), first.config, step)
+
+
 def checkpoint_in(source: str | os.PathLike) -> Path:
     """``source`` itself, or for a run folder its ``last.ckpt`` (else its newest step checkpoint)."""
     source = Path(source)
