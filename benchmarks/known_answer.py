@@ -1012,6 +1012,12 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
     out.mkdir(parents=True, exist_ok=True)
     t_load = time.time()
     cols = [Method(name, w, lift_radius, strength) for name, w in methods]
+    settings = {m.name: (m.harmonizer.radius, m.harmonizer.strength) for m in cols if m.harmonizer}
+    if len(set(settings.values())) > 1:
+        # A file without a recommended radius runs at the library's default: easy to miss in a comparison.
+        listed = ", ".join(f"{n} radius {r} strength {st}" for n, (r, st) in settings.items())
+        print(f"warning: the model columns run with different lifting settings ({listed}); "
+              "pass --lift-radius / --strength to compare them at one setting", file=sys.stderr)
     from bargainnet.inference import default_weights_path
 
     judge_weights = judge_weights or str(JUDGE if JUDGE.is_file() else default_weights_path())
@@ -1085,7 +1091,9 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
         "protocol": PROTOCOL_TEXT, "items_root": str(items_root), "n_items": len(items), "methods": {
             m.name: {"kind": m.kind, "weights": m.weights or ("bundled default" if m.kind == "model" else None),
                      "seconds_per_item": round(seconds[m.name] / max(1, computed[m.name]), 4),
-                     "computed_items": computed[m.name]} for m in cols},
+                     "computed_items": computed[m.name],
+                     **({"lift_radius": m.harmonizer.radius, "strength": m.harmonizer.strength} if m.harmonizer else {})}
+            for m in cols},
         "command": command, "threads": threads, "environment": environment(),
         "judge": judge_weights,
         "wall_seconds": round(time.time() - t_load, 1), "sources": manifest.get("sources", []),
@@ -1350,7 +1358,9 @@ def markdown(res: dict[str, Any], names: list[str]) -> str:
         L += [f"| {n} | {cell(d['perturbed_mse_ratio'], 3)} | {cell(d['identity_fg_mse'], 1)} | "
               f"{cell(d['cutouts_judge_lower'], 1)} |" for n, d in paired["methods"].items()]
         L += [""]
-    L += ["## Methods", ""] + [f"- {n}: {v['kind']}, weights {v['weights']}, {v['seconds_per_item']} s/item "
+    L += ["## Methods", ""] + [f"- {n}: {v['kind']}, weights {v['weights']}, "
+                               + (f"lifting radius {v['lift_radius']}, strength {v['strength']}, " if "lift_radius" in v else "")
+                               + f"{v['seconds_per_item']} s/item "
                                f"({v['computed_items']} items computed, the rest read from the cache)" for n, v in res["methods"].items()]
     L += ["", "## Sources", "", sources_markdown(res["sources"]) if res["sources"] else "(none recorded)", "",
           f"Environment: {json.dumps(res['environment'])}", ""]

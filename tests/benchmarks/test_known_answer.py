@@ -132,7 +132,7 @@ def test_build_items_on_tiny_inputs(ka, tmp_path):
     json.dumps(items)  # the manifest entries are JSON-able
 
 
-def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path):
+def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path, capsys):
     import torch
 
     from bargainnet.models.color_transform import ColorTransformNet
@@ -145,6 +145,11 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path):
     save_weights(ColorTransformNet(width=4, depth=2, encoder_width=4, code_dim=4, grid=2, curve_knots=4, image_size=64), weights)
     methods = ka.parse_methods("composite,reinhard,default", [f"ct={weights}"])
     res = ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, judge_weights=str(weights))
+    # ct's file recommends no radius (the library's 4), the bundled default recommends 16: said, and recorded
+    err = capsys.readouterr().err
+    assert "different lifting settings" in err and "ct radius 4 strength 1.0" in err and "default radius 16" in err
+    assert (res["methods"]["ct"]["lift_radius"], res["methods"]["default"]["lift_radius"]) == (4, 16)
+    assert "lifting radius 4, strength 1.0" in (tmp_path / "out" / "results.md").read_text()
     assert set(res["table2"]) == {"ct", "default"} and len(res["table2"]["ct"]) == 7
     assert all(0 <= v <= 100 for v in res["table2"]["ct"])
     inh = res["inharmony"]["ct"]
@@ -153,8 +158,10 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path):
     assert "Table 2" in report and "all six" in report and str(weights) in report
     assert set(res["paired"]["methods"]) == {"reinhard", "ct"}  # each against the default, on the same items
     assert "Paired differences against `default`" in report and "| ct | " in report.split("Paired differences")[1]
-    res = ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, judge_weights=str(weights), reference="ct")
-    assert set(res["paired"]["methods"]) == {"reinhard", "default"}  # from the cache, against ct this time
+    res = ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, judge_weights=str(weights), reference="ct",
+                 lift_radius=16)
+    assert set(res["paired"]["methods"]) == {"reinhard", "default"}  # against ct this time
+    assert "different lifting settings" not in capsys.readouterr().err  # one radius for every model column
     with pytest.raises(ka.UserError, match="no such column"):
         ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, reference="ctt")
     rows = (tmp_path / "out" / "per_item.csv").read_text().splitlines()
