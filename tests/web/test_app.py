@@ -171,6 +171,16 @@ def test_weights_panel(app):
     assert "model card" in app.weights_markdown()
 
 
+@pytest.mark.parametrize("step, shown", [("14000", "synth (14000 steps)"),
+                                         ("averaged", "synth (weights averaged over several runs)")])
+def test_weights_panel_names_the_training_steps(tiny_harmonizer, tmp_path, step, shown):
+    from bargainnet.models.convert import save_weights
+
+    weights = save_weights(tiny_harmonizer.runner.model, tmp_path / "w.safetensors", trained_on="synth", training_step=step)
+    web = webapp.WebApp(tiny_harmonizer, weights=weights, workdir=tmp_path / "work", examples=None)
+    assert web.weights_info()["training data"] == shown
+
+
 def test_examples_are_found():
     pairs = webapp.example_pairs(EXAMPLES)
     assert [p[0].rsplit("/", 1)[1] for p in pairs] == ["cafeteria_person.jpg", "meadow_squirrel.jpg", "shelf_item.jpg"]

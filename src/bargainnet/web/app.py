@@ -345,8 +345,12 @@ class WebApp:
             info["architecture"] = "BargainNet, " + ", ".join(parts)
         trained = meta.get("trained_on")
         if trained:
-            step = meta.get("training_step")
-            info["training data"] = trained + (f" ({step} steps)" if step else "")
+            step = meta.get("training_step", "")
+            if step.isdigit():
+                trained += f" ({step} steps)"
+            elif step == "averaged":  # export-weights RUN1 RUN2 ...: a weight average of several runs
+                trained += " (weights averaged over several runs)"
+            info["training data"] = trained
         else:
             info["training data"] = "not recorded in the weights file"
         device = getattr(self.harmonizer.runner, "device", None)
