@@ -93,11 +93,11 @@ def test_export_weights_averages_runs(cli_run, tiny_root, tmp_path, capsys):
     assert main(["export-weights", str(other), str(other), "-o", str(same)]) == 0
     assert all(torch.equal(v, b[k]) for k, v in load_weights(same).state_dict().items())
     # a different architecture cannot be averaged in: a clear error, nothing written
-    wide = tmp_path / "wide"
-    assert main(["train", "--config", TINY, "--data", str(tiny_root), "--out", str(wide), *FAST,
+    narrow = tmp_path / "narrow"
+    assert main(["train", "--config", TINY, "--data", str(tiny_root), "--out", str(narrow), *FAST,
                  "trainer.max_steps=1", "model.ngf=4"]) == 0
     capsys.readouterr()
-    assert main(["export-weights", str(cli_run), str(wide), "-o", str(tmp_path / "bad.safetensors")]) == 3
+    assert main(["export-weights", str(cli_run), str(narrow), "-o", str(tmp_path / "bad.safetensors")]) == 3
     assert "model configuration differs" in capsys.readouterr().err
     assert not (tmp_path / "bad.safetensors").exists()
 
