@@ -135,8 +135,9 @@ def test_build_items_on_tiny_inputs(ka, tmp_path):
 def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path, capsys):
     import torch
 
+    from bargainnet.inference import default_weights_path
     from bargainnet.models.color_transform import ColorTransformNet
-    from bargainnet.models.convert import save_weights
+    from bargainnet.models.convert import read_metadata, save_weights
 
     items = _tiny_items(ka, tmp_path)
     (tmp_path / "ka" / "manifest.json").write_text(json.dumps({"items": items, "sources": []}))
@@ -145,10 +146,12 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path, c
     save_weights(ColorTransformNet(width=4, depth=2, encoder_width=4, code_dim=4, grid=2, curve_knots=4, image_size=64), weights)
     methods = ka.parse_methods("composite,reinhard,default", [f"ct={weights}"])
     res = ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, judge_weights=str(weights))
-    # ct's file recommends no radius (the library's 4), the bundled default recommends 16: said, and recorded
+    # ct's file recommends no radius (the library's 4), the bundled default its own (not 4): said, and recorded
+    bundled = json.loads(read_metadata(default_weights_path())["inference"])["lift_radius"]
+    assert bundled != 4
     err = capsys.readouterr().err
-    assert "different lifting settings" in err and "ct radius 4 strength 1.0" in err and "default radius 16" in err
-    assert (res["methods"]["ct"]["lift_radius"], res["methods"]["default"]["lift_radius"]) == (4, 16)
+    assert "different lifting settings" in err and "ct radius 4 strength 1.0" in err and f"default radius {bundled}" in err
+    assert (res["methods"]["ct"]["lift_radius"], res["methods"]["default"]["lift_radius"]) == (4, bundled)
     assert "lifting radius 4, strength 1.0" in (tmp_path / "out" / "results.md").read_text()
     assert set(res["table2"]) == {"ct", "default"} and len(res["table2"]["ct"]) == 7
     assert all(0 <= v <= 100 for v in res["table2"]["ct"])
@@ -159,7 +162,7 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path, c
     assert set(res["paired"]["methods"]) == {"reinhard", "ct"}  # each against the default, on the same items
     assert "Paired differences against `default`" in report and "| ct | " in report.split("Paired differences")[1]
     res = ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, judge_weights=str(weights), reference="ct",
-                 lift_radius=16)
+                 lift_radius=8)
     assert set(res["paired"]["methods"]) == {"reinhard", "default"}  # against ct this time
     assert "different lifting settings" not in capsys.readouterr().err  # one radius for every model column
     with pytest.raises(ka.UserError, match="no such column"):
