@@ -1193,6 +1193,15 @@ def paired_differences(per_item: list[dict[str, Any]], names: list[str], referen
     return out
 
 
+def share_interval(k: int, n: int) -> list[float]:
+    """95 % Wilson score interval of a share k/n (scipy.stats.binomtest): how far a share of the 80
+    real cut-outs could move with another sample of cut-outs."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
 def summarise(per_item: list[dict[str, Any]], names: list[str], reference: str = "default") -> dict[str, Any]:
     pert = [r for r in per_item if r["group"] == "perturbed"]
     res: dict[str, Any] = {"overall": _group_stats(pert, names)}
@@ -1234,10 +1243,12 @@ def summarise(per_item: list[dict[str, Any]], names: list[str], reference: str =
                 if len(d_id) and len(d_comp) else float("nan")}
     cut = [r for r in per_item if r["group"] == "cutout"]
     if cut:
+        lowered = {n: int(sum(r[f"{n}.judge_after"] < r["judge_before"] - 1e-6 for r in cut)) for n in names}
         res["cutouts"] = {"n": len(cut), **{n: {
             "judge_before": _mean([r["judge_before"] for r in cut]),
             "judge_after": _mean([r[f"{n}.judge_after"] for r in cut]),
-            "judge_lower": float(np.mean([r[f"{n}.judge_after"] < r["judge_before"] - 1e-6 for r in cut])),
+            "judge_lower": lowered[n] / len(cut),
+            "judge_lower_ci95": share_interval(lowered[n], len(cut)),
             "own_before": _mean([r[f"{n}.own_before"] for r in cut]),
             "own_after": _mean([r[f"{n}.own_after"] for r in cut]),
             "own_lower": float(np.mean([(r[f"{n}.own_after"] or 0) < (r[f"{n}.own_before"] or 0) for r in cut]))
@@ -1337,11 +1348,14 @@ def markdown(res: dict[str, Any], names: list[str]) -> str:
         L += [f"## Real cut-outs — Tux Paint photo stamps on held-out backgrounds (n={c['n']}, no ground truth)", "",
               f"Inharmony distance d(z_b, z̃_f) measured by one judge ({res['judge']}) on each method's output "
               "(`Harmonizer.score`, 256×256); 'own' = the model's own result.before/after.", "",
-              "| method | judge before | judge after | judge lower | own before | own after | own lower |", "|---|---:|---:|---:|---:|---:|---:|"]
+              "| method | judge before | judge after | judge lower (95 % Wilson interval) | own before | own after | own lower |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
         for n in names:
             s = c[n]
             own = s["own_lower"]
-            L.append(f"| {n} | {_f(s['judge_before'], 3)} | {_f(s['judge_after'], 3)} | {_f(100 * s['judge_lower'], 0)} % | "
+            lo, hi = s["judge_lower_ci95"]
+            L.append(f"| {n} | {_f(s['judge_before'], 3)} | {_f(s['judge_after'], 3)} | {_f(100 * s['judge_lower'], 0)} % "
+                     f"({_f(100 * lo, 0)}–{_f(100 * hi, 0)} %) | "
                      f"{_f(s['own_before'], 3)} | {_f(s['own_after'], 3)} | {'–' if own is None else _f(100 * own, 0) + ' %'} |")
         L += [""]
     paired = res.get("paired")

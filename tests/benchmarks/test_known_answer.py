@@ -159,6 +159,8 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path, c
     assert inh["identity"] >= 0 and inh["composite"] >= 0 and 0 <= inh["auc"] <= 1
     report = (tmp_path / "out" / "results.md").read_text()
     assert "Table 2" in report and "all six" in report and str(weights) in report
+    lo, hi = res["cutouts"]["ct"]["judge_lower_ci95"]
+    assert 0 <= lo <= res["cutouts"]["ct"]["judge_lower"] <= hi <= 1 and "95 % Wilson interval" in report
     assert set(res["paired"]["methods"]) == {"reinhard", "ct"}  # each against the default, on the same items
     assert "Paired differences against `default`" in report and "| ct | " in report.split("Paired differences")[1]
     res = ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, judge_weights=str(weights), reference="ct",
@@ -289,3 +291,13 @@ def test_paired_differences_against_the_default(ka):
     est, lo, hi = better["cutouts_judge_lower"]
     assert est == pytest.approx(50.0) and lo < est < hi and hi <= 100
     assert ka.paired_differences(rows, ["composite", "same"]) is None  # no reference column
+
+
+@pytest.mark.parametrize("k, n", [(64, 80), (0, 80), (80, 80), (3, 7)])
+def test_the_cutout_share_interval_is_wilsons(ka, k, n):
+    z = 1.959963984540054  # the normal 97.5 % quantile
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert ka.share_interval(k, n) == pytest.approx([centre - half, centre + half], abs=1e-9)
+
