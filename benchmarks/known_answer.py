@@ -1177,8 +1177,10 @@ def paired_differences(per_item: list[dict[str, Any]], names: list[str], referen
     def mse_ratio_change(a, b, c, axis):
         return (a.sum(axis) - b.sum(axis)) / c.sum(axis)
 
+    cut = [r for r in per_item if r["group"] == "cutout"]
+
     def lowered(m: str) -> np.ndarray:
-        return (col("cutout", f"{m}.judge_after") < col("cutout", "judge_before") - 1e-6).astype(float)
+        return judged_lower(cut, m).astype(float)
 
     out: dict[str, Any] = {"reference": reference, "n_boot": n_boot, "methods": {}}
     for n in names:
@@ -1191,6 +1193,11 @@ def paired_differences(per_item: list[dict[str, Any]], names: list[str], referen
             "cutouts_judge_lower": interval(mean, 100.0 * (lowered(n) - lowered(reference))),
         }
     return out
+
+
+def judged_lower(cutouts: list[dict[str, Any]], name: str) -> np.ndarray:
+    """Per real cut-out: did the judge's inharmony distance fall after method ``name``?"""
+    return np.array([r[f"{name}.judge_after"] < r["judge_before"] - 1e-6 for r in cutouts], bool)
 
 
 def share_interval(k: int, n: int) -> list[float]:
@@ -1243,7 +1250,7 @@ def summarise(per_item: list[dict[str, Any]], names: list[str], reference: str =
                 if len(d_id) and len(d_comp) else float("nan")}
     cut = [r for r in per_item if r["group"] == "cutout"]
     if cut:
-        lowered = {n: int(sum(r[f"{n}.judge_after"] < r["judge_before"] - 1e-6 for r in cut)) for n in names}
+        lowered = {n: int(judged_lower(cut, n).sum()) for n in names}
         res["cutouts"] = {"n": len(cut), **{n: {
             "judge_before": _mean([r["judge_before"] for r in cut]),
             "judge_after": _mean([r[f"{n}.judge_after"] for r in cut]),
