@@ -63,6 +63,24 @@ def test_foreground_reconstruction_is_per_area_mean():
     assert torch.allclose(total, got)
 
 
+def test_l2_norm_squares_the_per_area_error():
+    # float64 reference: sum (out - real)^2 over the foreground / (3 * area), averaged over images
+    torch.manual_seed(1)
+    out, real = torch.rand(2, 3, 16, 16, dtype=torch.float64), torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    mask = torch.zeros(2, 1, 16, 16, dtype=torch.float64)
+    mask[0, :, 4:] = 1
+    mask[1, :, :, :3] = 1
+    ref = [((out[0] - real[0]) ** 2)[:, 4:].sum() / (3 * 192), ((out[1] - real[1]) ** 2)[:, :, :3].sum() / (3 * 48)]
+    got = reconstruction_loss(out, real, mask, norm="l2")
+    assert torch.allclose(got, (ref[0] + ref[1]) / 2)
+    assert torch.allclose(reconstruction_loss(out, real, norm="l2"), ((out - real) ** 2).mean())
+    cfg = LossConfig(reconstruction="foreground", norm="l2", background_triplet=False, foreground_triplet=False)
+    total, parts = bargainnet_loss({"harmonized": out}, real, cfg, mask)
+    assert torch.allclose(total, got) and not torch.allclose(got, reconstruction_loss(out, real, mask))
+    with pytest.raises(ValueError, match="norm must be one of"):
+        LossConfig(norm="l3")
+
+
 def test_unperturbed_samples_leave_the_triplets():
     torch.manual_seed(2)
     real = torch.rand(3, 3, 8, 8)

@@ -11,6 +11,7 @@ Use :meth:`LossConfig.published` for that behaviour (margin 0.1).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import torch
@@ -22,11 +23,13 @@ ENCODER_OBJECTIVES = ("paper", "discriminative")
 
 
 RECONSTRUCTIONS = ("image", "foreground")
+NORMS = ("l1", "l2")
 MIN_FOREGROUND = 0.01  # foreground-normalised loss: areas below 1 % of the image count as 1 %
 
 
 def reconstruction_loss(
-    harmonized: Tensor, real: Tensor, mask: Tensor | None = None, sample_weight: Tensor | None = None
+    harmonized: Tensor, real: Tensor, mask: Tensor | None = None, sample_weight: Tensor | None = None,
+    norm: str = "l1",
 ) -> Tensor:
     """Mean absolute error between (B, 3, H, W) images: ‖Î − I‖₁ / N (paper), or with ``mask``
     (B, 1, H, W) the error summed over the foreground and divided by its area (at least 1 % of
@@ -34,13 +37,18 @@ def reconstruction_loss(
     (the foreground-normalised loss of iDIH, Sofiiuk et al. 2021, with L1).
 
     ``sample_weight`` (B,): each image's error counts that many times in the batch mean (the
-    weights are not renormalised: weight 2 is the image drawn twice)."""
+    weights are not renormalised: weight 2 is the image drawn twice). ``norm="l2"``: the squared
+    error instead of the absolute one (same averaging), which weighs large errors more."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    diff = harmonized - real
+    diff = diff.abs() if norm == "l1" else diff.square()
     if mask is None:
         if sample_weight is None:
-            return F.l1_loss(harmonized, real)
-        per_image = (harmonized - real).abs().flatten(1).mean(1)
+            return diff.mean()
+        per_image = diff.flatten(1).mean(1)
     else:
-        err = ((harmonized - real).abs() * mask).sum((1, 2, 3))
+        err = (diff * mask).sum((1, 2, 3))
         area = mask.sum((1, 2, 3)).clamp(min=MIN_FOREGROUND * mask.shape[-1] * mask.shape[-2])
         per_image = err / (3 * area)
     if sample_weight is not None:
@@ -93,6 +101,9 @@ class LossConfig:
     encoder_objective: str = "paper"
     distance: str = "euclidean"
     reconstruction: str = "image"  # "image": ‖Î − I‖₁ over all pixels (paper); "foreground": per-area
+    # "l1" (paper) or "l2": the reconstruction and distillation terms' per-pixel error, absolute or
+    # squared (on the [-1, 1] scale: squared errors are smaller, so lower triplet_weight with it).
+    norm: str = "l1"
     # How many times an unperturbed sample's (composite = real) reconstruction error counts, against
     # 1 for a composite (not in the paper; iHarmony4 has no such samples). Above 1 it trades some
     # of the change on composites for leaving harmonious foregrounds alone.
@@ -115,6 +126,8 @@ class LossConfig:
             raise ValueError(f"encoder_objective must be one of {ENCODER_OBJECTIVES}, got {self.encoder_objective!r}")
         if self.reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {self.reconstruction!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if not self.identity_weight >= 0:
             raise ValueError(f"identity_weight must be >= 0, got {self.identity_weight!r}")
         if not 0 <= self.distill <= 1:
@@ -181,18 +194,18 @@ def bargainnet_loss(
         weight = (composite != real).flatten(1).any(1).to(real.dtype)
     sample_weight = None if config.identity_weight == 1 else weight + config.identity_weight * (1 - weight)
     rec_mask = mask if config.reconstruction == "foreground" else None
-    l1 = reconstruction_loss(outputs["harmonized"], real, rec_mask, sample_weight)
+    rec = functools.partial(reconstruction_loss, norm=config.norm)
+    l1 = rec(outputs["harmonized"], real, rec_mask, sample_weight)
     extra = {}
     if config.distill > 0:
         out, teacher = outputs["harmonized"], outputs["teacher_output"]
-        extra["distill"] = reconstruction_loss(out, teacher, rec_mask, sample_weight)
+        extra["distill"] = rec(out, teacher, rec_mask, sample_weight)
         if config.distill_unperturbed:
             total = (1 - config.distill) * l1 + config.distill * extra["distill"]
         else:  # per sample: the teacher's share on composites, none on unperturbed samples
             share = config.distill * weight
             base = torch.ones_like(weight) if sample_weight is None else sample_weight
-            total = (reconstruction_loss(out, real, rec_mask, base * (1 - share))
-                     + reconstruction_loss(out, teacher, rec_mask, base * share))
+            total = rec(out, real, rec_mask, base * (1 - share)) + rec(out, teacher, rec_mask, base * share)
     else:
         total = l1
     if config.distill_codes > 0:
