@@ -170,7 +170,34 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path, c
     with pytest.raises(ka.UserError, match="no such column"):
         ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, reference="ctt")
     rows = (tmp_path / "out" / "per_item.csv").read_text().splitlines()
-    assert "ct.table2" in rows[0]
+    assert "ct.table2" in rows[0] and "ct.nc_red" in rows[0]
+    # the composite changes nothing: slope 0 in every channel; every column has its three slopes
+    assert res["channel_slopes"]["composite"] == {"red": 0.0, "green": 0.0, "blue": 0.0}
+    assert all(set(v) == {"red", "green", "blue"} for v in res["channel_slopes"].values())
+    assert "per channel" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_channel_slopes_against_a_least_squares_fit(ka):
+    rng = np.random.default_rng(0)
+    comp = rng.integers(60, 190, (12, 10, 3)).astype(np.uint8)
+    need = rng.integers(-40, 41, (12, 10, 3))
+    real = (comp + need).astype(np.uint8)
+    mask = np.zeros((12, 10), bool)
+    mask[2:9, 1:8] = True
+    change = np.round(need * [0.5, 0.0, -1.0] + rng.normal(0, 3, need.shape))
+    out = np.clip(comp + change, 0, 255).astype(np.uint8)
+    rows = [{f"m.{k}": v for k, v in ka.channel_sums(out, comp, real, mask).items()}]
+    got = ka.channel_slopes(rows, "m")
+    n, c = need[mask].astype(float), out[mask].astype(float) - comp[mask]
+    for k, name in enumerate(ka.CHANNELS):  # numpy's least squares through the origin
+        ref = np.linalg.lstsq(n[:, k:k + 1], c[:, k], rcond=None)[0][0]
+        assert got[name] == pytest.approx(ref, rel=1e-12)
+    assert got["red"] == pytest.approx(0.5, abs=0.05) and abs(got["green"]) < 0.05 and got["blue"] == pytest.approx(-1, abs=0.05)
+    # pooled over items: two halves give the whole's slope
+    halves = [np.zeros_like(mask), np.zeros_like(mask)]
+    halves[0][2:5, 1:8], halves[1][5:9, 1:8] = True, True
+    rows = [{f"m.{k}": v for k, v in ka.channel_sums(out, comp, real, h).items()} for h in halves]
+    assert ka.channel_slopes(rows, "m") == pytest.approx(got, rel=1e-12)
 
 
 def test_the_lifting_radius_is_part_of_a_model_columns_cache_key(ka, tmp_path):
