@@ -55,7 +55,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -63,7 +63,7 @@ from PIL import Image, ImageDraw
 # Every internal module this benchmark uses, in one place.
 from bargainnet.data import perturb  # transfer / retouch / illumination, apply_to_region, rejection_reason
 from bargainnet.data.sources import ellipse_mask, hash_half, list_photos, load_photo, object_mask, shape_mask
-from bargainnet.data.synthesis import _split_photos, draw_composite
+from bargainnet.data.synthesis import PRESETS, _split_photos, draw_composite
 from bargainnet.errors import InputError, UserError
 from bargainnet.io import atomic_save_pil, atomic_write_text
 from bargainnet.evaluation.baselines import BASELINES, harmonize_numpy
@@ -88,6 +88,11 @@ CACHE_VERSION = "v3"
 IDENTITY_VISIBLE = 100.0  # fg-MSE above which an identity item counts as repainted
 
 CHANNELS = ("red", "green", "blue")
+# The benchmark's transfer / retouch / illumination composites are the synthesizer's as it was when
+# the benchmark was first built (commit f9f7322: fixed strengths, foreground MSE >= 100), i.e. the
+# "v1" preset; with the training synthesizer's current defaults (no floor, drawn strengths) a
+# rebuild would make other, milder items. The validation set (built later) uses those defaults.
+BENCHMARK_SYNTHESIZER = {k: PRESETS["v1"][k] for k in ("min_fmse", "family_options")}
 
 # --------------------------------------------------------------------------------------------
 # held-out perturbation family: per-channel tone curves ("cross-processing")
@@ -166,15 +171,21 @@ def perturb_object(
     rng: np.random.Generator,
     reference_fn: Callable[[], tuple[np.ndarray, np.ndarray | None]] | None = None,
     level: str | None = None,
+    synthesizer: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """One accepted composite of ``family`` (float (H, W, 3) in [0, 1]) or None.
 
     The synthesizer's families go through its own acceptance (:func:`draw_composite`: foreground
-    MSE in [100, 8000] on [0, 255], not burnt). ``curves`` accepts milder changes (foreground MSE
-    >= 25) because its mild level is meant to be mild.
+    MSE at most 8000 on [0, 255], not burnt), with ``synthesizer``'s ``min_fmse`` and per-family
+    options (:data:`BENCHMARK_SYNTHESIZER` for the benchmark; None: the training synthesizer's
+    defaults, no floor). ``curves`` accepts milder changes (foreground MSE >= 25) because its mild
+    level is meant to be mild.
     """
     if family != HELD_OUT_FAMILY:
-        comp, params, _ = draw_composite(family, image, mask, rng, reference_fn)
+        synthesizer = synthesizer or {}
+        comp, params, _ = draw_composite(family, image, mask, rng, reference_fn,
+                                         min_fmse=synthesizer.get("min_fmse", 0.0),
+                                         options=synthesizer.get("family_options", {}).get(family))
         return comp, params
     params: dict[str, Any] = {}
     for attempt in range(1, 11):
@@ -546,8 +557,10 @@ def build_items(
     n_cutouts: int = 80,
     families: Sequence[str] = FAMILIES,
     progress: bool = True,
+    synthesizer: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Make every benchmark item and write it with ``writer``; returns counts of dropped draws.
+    ``synthesizer``: the synthesizer families' settings (:func:`perturb_object`).
 
     - ``perturbed``: each Lalonde photo's object gets one family (in turn over :data:`FAMILIES`);
       each registry photo gets ``registry_masks`` masks per kind (object masks only where the
@@ -580,7 +593,8 @@ def build_items(
         family = families[i % len(families)]
         rng = np.random.default_rng([seed, 1, i])
         level = list(CURVE_STRENGTHS)[(i // len(families)) % 3]
-        comp, params = perturb_object(family, image, mask, rng, reference_fn(lalonde, photo["name"], rng), level)
+        comp, params = perturb_object(family, image, mask, rng, reference_fn(lalonde, photo["name"], rng), level,
+                                      synthesizer)
         if comp is None:
             dropped[f"lalonde/{family}"] += 1
         else:
@@ -612,7 +626,8 @@ def build_items(
                 for f, family in enumerate(families):
                     rng = np.random.default_rng([seed, 4, i, MASK_KINDS.index(kind), k, f])
                     level = list(CURVE_STRENGTHS)[(i + k) % 3]
-                    comp, params = perturb_object(family, image, mask, rng, reference_fn(registry, photo["name"], rng), level)
+                    comp, params = perturb_object(family, image, mask, rng, reference_fn(registry, photo["name"], rng),
+                                                  level, synthesizer)
                     if comp is None:
                         dropped[f"registry/{family}"] += 1
                         continue
@@ -728,14 +743,15 @@ def build(heldout: Path, lalonde_root: Path | None, out: Path, seed: int = SEED,
         print("warning:", w, file=sys.stderr)
     t0 = time.time()
     writer = ItemWriter(out)
+    synthesizer = BENCHMARK_SYNTHESIZER if names is None else None
     dropped = build_items(writer, lalonde, registry, stamps, seed=seed, n_cutouts=n_cutouts, families=families,
-                          lalonde_identity_every=5 if names is None else 1, progress=progress)
+                          lalonde_identity_every=5 if names is None else 1, progress=progress, synthesizer=synthesizer)
     sources = sources_table(lalonde, registry, stamps, writer.items, heldout)
     manifest = {
         "about": "known-answer benchmark items (benchmarks/known_answer.py build)",
         "split": "benchmark" if names is None else f"validation (of {validation_of})",
         "seed": seed, "families": list(families), "held_out_family": HELD_OUT_FAMILY, "mask_kinds": list(MASK_KINDS),
-        "registry_long_side": REGISTRY_SIDE, "photo_flat_max": PHOTO_FLAT_MAX, "dropped_draws": dropped,
+        "synthesizer": synthesizer or "training defaults", "registry_long_side": REGISTRY_SIDE, "photo_flat_max": PHOTO_FLAT_MAX, "dropped_draws": dropped,
         "warnings": warnings, "sources": sources, "build_seconds": round(time.time() - t0, 1), "items": writer.items,
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))

@@ -102,7 +102,7 @@ def _tiny_items(ka, tmp_path):
     ]
     writer = ka.ItemWriter(tmp_path / "ka")
     ka.build_items(writer, lalonde, registry, stamps, registry_masks={"object": 1, "segment": 1, "shape": 1, "silhouette": 1},
-                   lalonde_identity_every=2, n_cutouts=3, progress=False)
+                   lalonde_identity_every=2, n_cutouts=3, progress=False, synthesizer=ka.BENCHMARK_SYNTHESIZER)
     return writer.items
 
 
@@ -129,7 +129,32 @@ def test_build_items_on_tiny_inputs(ka, tmp_path):
         else:
             assert not np.array_equal(comp[mask], real[mask])
             assert it["params"]["fmse"] > 0
+            if it["family"] != "curves":  # the benchmark's synthesizer: the first build's floor
+                assert it["params"]["fmse"] >= 100
     json.dumps(items)  # the manifest entries are JSON-able
+
+
+def test_the_benchmark_keeps_the_synthesizer_it_was_first_built_with():
+    # commit f9f7322's synthesizer (the "v1" preset): a floor of 100, fixed strengths; the training
+    # synthesizer's defaults have no floor and would rebuild other, milder items
+    spec = importlib.util.spec_from_file_location("known_answer", REPO / "benchmarks" / "known_answer.py")
+    ka = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ka)
+    assert ka.BENCHMARK_SYNTHESIZER == {
+        "min_fmse": 100.0,
+        "family_options": {"transfer": {"strength_range": (0.6, 1.0)}, "retouch": {"strength": 1.0},
+                           "illumination": {"strength": 1.0}}}
+    image = np.asarray(_photo(3), np.float64) / 255.0
+    mask = np.zeros(image.shape[:2], bool)
+    mask[8:30, 10:40] = True
+    floor, defaults = [], []
+    for seed in range(8):
+        a, pa = ka.perturb_object("retouch", image, mask, np.random.default_rng(seed), synthesizer=ka.BENCHMARK_SYNTHESIZER)
+        b, pb = ka.perturb_object("retouch", image, mask, np.random.default_rng(seed))
+        floor.append(pa["fmse"] if a is not None else None)
+        defaults.append(pb["fmse"])
+    assert all(f is None or f >= 100 for f in floor) and any(f is not None for f in floor)
+    assert min(defaults) < 100  # the training defaults keep mild draws
 
 
 def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path, capsys):
@@ -267,7 +292,7 @@ def test_the_validation_build_uses_only_training_side_material(ka, tmp_path):
     assert set(halves.values()) == {True, False}
     assert {s["rel"] for s in ka.list_stamps(tmp_path / "heldout", "even")} == {r for r, odd in halves.items() if not odd}
     m = ka.build(tmp_path / "heldout", lal, tmp_path / "val", n_cutouts=4, progress=False, validation_of=synth)
-    assert m["split"].startswith("validation")
+    assert m["split"].startswith("validation") and m["synthesizer"] == "training defaults"
     assert "curves" not in m["families"]
     assert {it["photo"] for it in m["items"] if it["group"] != "cutout"} == {"image_1", "image_3", "pkg__wallpaper"}
     assert {it["family"] for it in m["items"] if it["group"] == "perturbed"} <= {"transfer", "retouch", "illumination"}
