@@ -751,7 +751,8 @@ def build(heldout: Path, lalonde_root: Path | None, out: Path, seed: int = SEED,
         "about": "known-answer benchmark items (benchmarks/known_answer.py build)",
         "split": "benchmark" if names is None else f"validation (of {validation_of})",
         "seed": seed, "families": list(families), "held_out_family": HELD_OUT_FAMILY, "mask_kinds": list(MASK_KINDS),
-        "synthesizer": synthesizer or "training defaults", "registry_long_side": REGISTRY_SIDE, "photo_flat_max": PHOTO_FLAT_MAX, "dropped_draws": dropped,
+        "synthesizer": synthesizer or "training defaults",
+        "registry_long_side": REGISTRY_SIDE, "photo_flat_max": PHOTO_FLAT_MAX, "dropped_draws": dropped,
         "warnings": warnings, "sources": sources, "build_seconds": round(time.time() - t0, 1), "items": writer.items,
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))

@@ -178,7 +178,8 @@ def bargainnet_loss(
     distillation they need the teacher's ``teacher_output`` (its raw output, like ``harmonized``)
     and/or ``teacher_codes`` (its codes of z_b, z_f, z̃_f, stacked (3B, L)).
 
-    Returns ``(total, {"l1", "triplet_background", "triplet_foreground", "total"})``, plus
+    Returns ``(total, {"l1", "triplet_background", "triplet_foreground", "total"})`` ("l1": the
+    reconstruction term, squared errors with ``norm="l2"``), plus
     ``"triplet_real"`` with the discriminative objective and ``"distill"``/``"distill_codes"`` when
     distilling.
     """
