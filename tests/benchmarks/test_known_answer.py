@@ -134,12 +134,9 @@ def test_build_items_on_tiny_inputs(ka, tmp_path):
     json.dumps(items)  # the manifest entries are JSON-able
 
 
-def test_the_benchmark_keeps_the_synthesizer_it_was_first_built_with():
+def test_the_benchmark_keeps_the_synthesizer_it_was_first_built_with(ka):
     # commit f9f7322's synthesizer (the "v1" preset): a floor of 100, fixed strengths; the training
     # synthesizer's defaults have no floor and would rebuild other, milder items
-    spec = importlib.util.spec_from_file_location("known_answer", REPO / "benchmarks" / "known_answer.py")
-    ka = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ka)
     assert ka.BENCHMARK_SYNTHESIZER == {
         "min_fmse": 100.0,
         "family_options": {"transfer": {"strength_range": (0.6, 1.0)}, "retouch": {"strength": 1.0},

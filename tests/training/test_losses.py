@@ -75,7 +75,7 @@ def test_l2_norm_squares_the_per_area_error():
     assert torch.allclose(got, (ref[0] + ref[1]) / 2)
     assert torch.allclose(reconstruction_loss(out, real, norm="l2"), ((out - real) ** 2).mean())
     cfg = LossConfig(reconstruction="foreground", norm="l2", background_triplet=False, foreground_triplet=False)
-    total, parts = bargainnet_loss({"harmonized": out}, real, cfg, mask)
+    total, _ = bargainnet_loss({"harmonized": out}, real, cfg, mask)
     assert torch.allclose(total, got) and not torch.allclose(got, reconstruction_loss(out, real, mask))
     with pytest.raises(ValueError, match="norm must be one of"):
         LossConfig(norm="l3")
