@@ -152,3 +152,16 @@ def test_ddp_two_cpu_processes(tiny_root, tmp_path):
     assert "world_size: 2" in (out / "run.yaml").read_text()
     rows = [r for r in csv.DictReader(open(out / "logs" / "version_0" / "metrics.csv")) if r.get("val/input_mse")]
     assert float(rows[-1]["val/input_mse"]) == pytest.approx(_expected_input_mse(tiny_root), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_the_last_line_gives_the_validation_mse_raw_and_with_the_background_pasted_back(tiny_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--config", TINY, "--data", str(tiny_root), "--out", str(out), "--no-progress",
+            "data.batch_size=2", "trainer.max_steps=1", "trainer.val_every_n_steps=1"]
+    assert main(args) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("trained to step")][-1]
+    assert "validation MSE" in line and "with the background pasted back" in line
+    rows = list(csv.DictReader(open(next(out.glob("logs/version_*/metrics.csv")))))
+    pasted = [float(r["val/mse_composited"]) for r in rows if r.get("val/mse_composited")][-1]
+    assert f"with the background pasted back {pasted:.2f}" in line

@@ -148,6 +148,11 @@ def run(args: argparse.Namespace) -> int:
             f"; validation MSE {m['val/mse']:.2f} (input composites {m['val/input_mse']:.2f})"
             if "val/mse" in m and "val/input_mse" in m else ""
         )
+        if val and "val/mse_composited" in m and "val/input_mse_composited" in m:
+            # The raw output's background is the model's too (a colour-transform output recolours
+            # it); harmonize pastes the composite's back, as the composited figures do.
+            val += (f", with the background pasted back {m['val/mse_composited']:.2f} "
+                    f"(input composites {m['val/input_mse_composited']:.2f})")
         print(f"trained to step {result.global_step}{val}; run folder {out}")
         if result.last_checkpoint is not None:
             print(f"export the weights with: bargainnet export-weights {out} -o model.safetensors")
