@@ -9,7 +9,8 @@
 #   data_local/ka_validation2 the 538-item validation set (training-side material only)
 # Needs apt-get and dpkg (the packages are downloaded, never installed) and the bench extra
 # (pip install -e ".[bench]"). A set whose folder already exists is kept, not rebuilt.
-# 2-core sandbox, 2026-12-01: about 7 minutes in all (synth_v2 about 5 of them).
+# 2-core sandbox, 2026-12-01: 11 minutes in all from scratch, both cores shared with two training runs
+# (synth_v2 about 5 of them); the items came out identical to the ones measured on.
 set -euo pipefail
 lalonde=${1:-../shared/data/lalonde-efros-2007}
 [ -d "$lalonde/real_images" ] || { echo "error: $lalonde/real_images not found (the Lalonde-Efros data)" >&2; exit 2; }
