@@ -555,6 +555,7 @@ def build_items(
     registry_masks: dict[str, int] | None = None,
     lalonde_identity_every: int = 5,
     n_cutouts: int = 80,
+    extra_cutouts: int = 0,
     families: Sequence[str] = FAMILIES,
     progress: bool = True,
     synthesizer: Mapping[str, Any] | None = None,
@@ -567,7 +568,9 @@ def build_items(
       photo has some), and every mask every family.
     - ``identity``: every registry (photo, mask) unperturbed, and every ``lalonde_identity_every``-th
       Lalonde photo with a mask kind in turn.
-    - ``cutout``: ``n_cutouts`` photographic stamps pasted on held-out backgrounds.
+    - ``cutout``: ``n_cutouts`` photographic stamps (each at most once) pasted on held-out
+      backgrounds, then ``extra_cutouts`` more (stamps again, on other backgrounds) for a finer
+      share of cut-outs judged lower; the first ``n_cutouts`` do not depend on ``extra_cutouts``.
     Deterministic in ``seed``; transfer references come from the same photo group.
     """
     from tqdm import tqdm
@@ -634,19 +637,31 @@ def build_items(
                     writer.add("perturbed", photo, _u8(comp), mask, True, family=family, mask_kind=kind,
                                mask_detail=detail, params=params)
     bar.close()
+    if not (photographic and (registry or lalonde)):
+        return dict(dropped)
+
+    def paste(stamp: dict[str, Any], bg: dict[str, Any], rng: np.random.Generator, extra: bool) -> None:
+        comp, mask = paste_cutout(stamp["path"], bg["image"], rng)
+        if comp is None:
+            dropped["cutout"] += 1
+            return
+        writer.add("cutout", bg, comp, mask, False, family="real cut-out", mask_kind="cut-out",
+                   mask_detail=stamp["rel"], params={"stamp": stamp["rel"], **({"extra": True} if extra else {})})
+
     backgrounds = registry + lalonde[: max(0, n_cutouts // 4)] if registry else lalonde
     rng = np.random.default_rng([seed, 5])
-    if photographic and backgrounds:
-        picks = rng.choice(len(photographic), size=min(n_cutouts, len(photographic)), replace=False)
-        for c, s in enumerate(tqdm(picks, desc="pasting cut-outs", unit="item", disable=not progress)):
-            stamp = photographic[int(s)]
-            bg = backgrounds[c % len(backgrounds)]
-            comp, mask = paste_cutout(stamp["path"], bg["image"], rng)
-            if comp is None:
-                dropped["cutout"] += 1
-                continue
-            writer.add("cutout", bg, comp, mask, False, family="real cut-out", mask_kind="cut-out",
-                       mask_detail=stamp["rel"], params={"stamp": stamp["rel"]})
+    picks = rng.choice(len(photographic), size=min(n_cutouts, len(photographic)), replace=False)
+    for c, s in enumerate(tqdm(picks, desc="pasting cut-outs", unit="item", disable=not progress)):
+        paste(photographic[int(s)], backgrounds[c % len(backgrounds)], rng, extra=False)
+    # The extra cut-outs come after, from a random stream of their own, so the items above are the
+    # same with or without them: every photographic stamp in turn (each round shuffled), each on a
+    # background drawn from every registry and Lalonde photo.
+    rng = np.random.default_rng([seed, 6])
+    rounds = -(-extra_cutouts // len(photographic))
+    order = [int(s) for _ in range(rounds) for s in rng.permutation(len(photographic))][:extra_cutouts]
+    everywhere = registry + lalonde
+    for s in tqdm(order, desc="pasting extra cut-outs", unit="item", disable=not progress or not order):
+        paste(photographic[s], everywhere[int(rng.integers(len(everywhere)))], rng, extra=True)
     return dict(dropped)
 
 
@@ -716,7 +731,8 @@ def validation_registry_photos(synth: Path) -> tuple[list[dict[str, Any]], list[
 
 
 def build(heldout: Path, lalonde_root: Path | None, out: Path, seed: int = SEED, n_cutouts: int = 80,
-          lalonde_limit: int | None = None, progress: bool = True, validation_of: Path | None = None) -> dict[str, Any]:
+          lalonde_limit: int | None = None, progress: bool = True, validation_of: Path | None = None,
+          extra_cutouts: int = 0) -> dict[str, Any]:
     """Build every item into ``out`` (``manifest.json``, ``sources.md``, ``items/``, ``reals/``).
 
     ``validation_of`` (a synth folder) builds the *validation* set instead, for choosing settings
@@ -744,14 +760,15 @@ def build(heldout: Path, lalonde_root: Path | None, out: Path, seed: int = SEED,
     t0 = time.time()
     writer = ItemWriter(out)
     synthesizer = BENCHMARK_SYNTHESIZER if names is None else None
-    dropped = build_items(writer, lalonde, registry, stamps, seed=seed, n_cutouts=n_cutouts, families=families,
+    dropped = build_items(writer, lalonde, registry, stamps, seed=seed, n_cutouts=n_cutouts,
+                          extra_cutouts=extra_cutouts, families=families,
                           lalonde_identity_every=5 if names is None else 1, progress=progress, synthesizer=synthesizer)
     sources = sources_table(lalonde, registry, stamps, writer.items, heldout)
     manifest = {
         "about": "known-answer benchmark items (benchmarks/known_answer.py build)",
         "split": "benchmark" if names is None else f"validation (of {validation_of})",
         "seed": seed, "families": list(families), "held_out_family": HELD_OUT_FAMILY, "mask_kinds": list(MASK_KINDS),
-        "synthesizer": synthesizer or "training defaults",
+        "synthesizer": synthesizer or "training defaults", "cutouts": n_cutouts, "extra_cutouts": extra_cutouts,
         "registry_long_side": REGISTRY_SIDE, "photo_flat_max": PHOTO_FLAT_MAX, "dropped_draws": dropped,
         "warnings": warnings, "sources": sources, "build_seconds": round(time.time() - t0, 1), "items": writer.items,
     }
@@ -1090,6 +1107,7 @@ def run(items_root: Path, methods: list[tuple[str, str | None]], out: Path, *, l
         row = {k: it[k] for k in ("id", "group", "source", "photo", "family", "mask_kind", "fg_ratio")}
         row["level"] = it["params"].get("level", "")
         if it["group"] == "cutout":
+            row["extra_cutout"] = bool(it["params"].get("extra"))
             row["judge_before"] = judge.harmonizer.score(comp, mask).distance
         if it["id"] in wanted:
             kept[it["id"]] = {"composite": comp, "mask": _mask_overlay(comp, mask)}
@@ -1310,6 +1328,12 @@ def summarise(per_item: list[dict[str, Any]], names: list[str], reference: str =
             "own_after": _mean([r[f"{n}.own_after"] for r in cut]),
             "own_lower": float(np.mean([(r[f"{n}.own_after"] or 0) < (r[f"{n}.own_before"] or 0) for r in cut]))
             if cut[0][f"{n}.own_before"] is not None else None} for n in names}}
+        first = [r for r in cut if not r.get("extra_cutout")]
+        if len(first) < len(cut):  # built with --extra-cutouts: also the share on the first block alone
+            res["cutouts"]["n_first"] = len(first)
+            for n in names:
+                k = int(judged_lower(first, n).sum())
+                res["cutouts"][n].update(judge_lower_first=k / len(first), judge_lower_first_ci95=share_interval(k, len(first)))
     res["paired"] = paired_differences(per_item, names, reference)
     return res
 
@@ -1422,6 +1446,9 @@ def markdown(res: dict[str, Any], names: list[str]) -> str:
             L.append(f"| {n} | {_f(s['judge_before'], 3)} | {_f(s['judge_after'], 3)} | {_f(100 * s['judge_lower'], 0)} % "
                      f"({_f(100 * lo, 0)}–{_f(100 * hi, 0)} %) | "
                      f"{_f(s['own_before'], 3)} | {_f(s['own_after'], 3)} | {'–' if own is None else _f(100 * own, 0) + ' %'} |")
+        if "n_first" in c:
+            L += ["", f"Judged lower on the first {c['n_first']} cut-outs alone (the set without `--extra-cutouts`): "
+                  + "; ".join(f"{n} {_f(100 * c[n]['judge_lower_first'], 0)} %" for n in names) + "."]
         L += [""]
     paired = res.get("paired")
     if paired and paired["methods"]:
@@ -1460,7 +1487,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lalonde", type=Path, help="the Lalonde–Efros folder (real_images/, real_masks/)")
     p.add_argument("--out", type=Path, default=Path("/work/data_local/known_answer"))
     p.add_argument("--seed", type=int, default=SEED)
-    p.add_argument("--cutouts", type=int, default=80, help="real cut-out items (default 80)")
+    p.add_argument("--cutouts", type=int, default=80, help="real cut-out items, each stamp at most once (default 80)")
+    p.add_argument("--extra-cutouts", type=int, default=0, metavar="K",
+                   help="K more real cut-outs after those (stamps again, on other backgrounds; the other items "
+                        "stay the same): a finer share of cut-outs judged lower (default 0)")
     p.add_argument("--lalonde-limit", type=int, help="use only the first N Lalonde test photos")
     p.add_argument("--validation-of", type=Path, metavar="SYNTH",
                    help="build the validation set instead (for choosing settings): SYNTH's validation photos "
@@ -1496,7 +1526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fetch(args.out, quiet=args.quiet)
         elif args.step == "build":
             m = build(args.heldout, args.lalonde, args.out, args.seed, args.cutouts, args.lalonde_limit,
-                      progress=not args.quiet, validation_of=args.validation_of)
+                      progress=not args.quiet, validation_of=args.validation_of, extra_cutouts=args.extra_cutouts)
             counts = defaultdict(int)
             for it in m["items"]:
                 counts[it["group"]] += 1

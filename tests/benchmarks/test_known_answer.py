@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +83,9 @@ def test_geometric_masks_and_stamp_hash(ka):
     assert ka.flat_share(flat) == 1.0 and ka.flat_share(noisy) < ka.PHOTO_FLAT_MAX
 
 
-def _tiny_items(ka, tmp_path):
+def _tiny_items(ka, tmp_path, extra_cutouts=0, folder="ka"):
     stamps_dir = tmp_path / "stamps"
-    stamps_dir.mkdir()
+    stamps_dir.mkdir(exist_ok=True)
     stamps = []
     for i in range(3):
         rgba = np.zeros((20, 16, 4), np.uint8)
@@ -100,10 +101,36 @@ def _tiny_items(ka, tmp_path):
         {"source": "reg", "name": "a", "image": _photo(10), "objects": [], "licence": "y"},
         {"source": "reg", "name": "b", "image": _photo(11), "objects": [obj], "licence": "y"},
     ]
-    writer = ka.ItemWriter(tmp_path / "ka")
+    writer = ka.ItemWriter(tmp_path / folder)
     ka.build_items(writer, lalonde, registry, stamps, registry_masks={"object": 1, "segment": 1, "shape": 1, "silhouette": 1},
-                   lalonde_identity_every=2, n_cutouts=3, progress=False, synthesizer=ka.BENCHMARK_SYNTHESIZER)
+                   lalonde_identity_every=2, n_cutouts=3, extra_cutouts=extra_cutouts, progress=False,
+                   synthesizer=ka.BENCHMARK_SYNTHESIZER)
     return writer.items
+
+
+def test_extra_cutouts_come_after_and_leave_every_other_item_as_it_was(ka, tmp_path):
+    plain = _tiny_items(ka, tmp_path)
+    more = _tiny_items(ka, tmp_path, extra_cutouts=7, folder="ka_more")
+    assert more[: len(plain)] == plain  # same entries, same order
+    for it in plain:  # and the same pixels
+        for key in ("composite", "mask"):
+            assert (tmp_path / "ka" / it[key]).read_bytes() == (tmp_path / "ka_more" / it[key]).read_bytes()
+    extra = more[len(plain):]
+    assert len(extra) == 7 and all(it["group"] == "cutout" and it["params"]["extra"] for it in extra)
+    assert not any(it["params"].get("extra") for it in plain)
+    uses = Counter(it["params"]["stamp"] for it in extra)
+    assert sorted(uses.values()) == [2, 2, 3]  # every stamp in turn: 7 = 3 + 3 + 1
+    assert len({(it["params"]["stamp"], it["photo"]) for it in extra}) > 3  # stamps again, on other backgrounds
+
+
+def test_the_share_on_the_first_cut_outs_is_reported_beside_the_whole(ka):
+    rows = [{"group": "cutout", "extra_cutout": i >= 4, "judge_before": 1.0, "m.judge_after": 0.5 if i % 2 else 2.0,
+             "m.own_before": None, "m.own_after": None} for i in range(10)]
+    c = ka.summarise(rows, ["m"], reference="m")["cutouts"]
+    assert c["n"] == 10 and c["m"]["judge_lower"] == 0.5
+    assert c["n_first"] == 4 and c["m"]["judge_lower_first"] == 0.5
+    assert c["m"]["judge_lower_first_ci95"] == ka.share_interval(2, 4)
+    assert "n_first" not in ka.summarise([dict(r, extra_cutout=False) for r in rows], ["m"], reference="m")["cutouts"]
 
 
 def test_build_items_on_tiny_inputs(ka, tmp_path):
@@ -161,7 +188,7 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path, c
     from bargainnet.models.color_transform import ColorTransformNet
     from bargainnet.models.convert import read_metadata, save_weights
 
-    items = _tiny_items(ka, tmp_path)
+    items = _tiny_items(ka, tmp_path, extra_cutouts=2)
     (tmp_path / "ka" / "manifest.json").write_text(json.dumps({"items": items, "sources": []}))
     torch.manual_seed(0)
     weights = tmp_path / "ct.safetensors"
@@ -183,6 +210,7 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path, c
     assert "Table 2" in report and "all six" in report and str(weights) in report
     lo, hi = res["cutouts"]["ct"]["judge_lower_ci95"]
     assert 0 <= lo <= res["cutouts"]["ct"]["judge_lower"] <= hi <= 1 and "95 % Wilson interval" in report
+    assert res["cutouts"]["n"] == 5 and res["cutouts"]["n_first"] == 3 and "first 3 cut-outs alone" in report
     assert set(res["paired"]["methods"]) == {"reinhard", "ct"}  # each against the default, on the same items
     assert "Paired differences against `default`" in report and "| ct | " in report.split("Paired differences")[1]
     res = ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, judge_weights=str(weights), reference="ct",
