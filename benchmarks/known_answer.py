@@ -964,7 +964,9 @@ def pick_sheet_items(items: list[dict[str, Any]], seed: int = SEED) -> dict[str,
     for kind in MASK_KINDS:
         sheets["identity"] += pick([it for it in ident if it["mask_kind"] == kind and it["source"] != "lalonde"], 1)
         sheets["identity"] += pick([it for it in ident if it["mask_kind"] == kind and it["source"] == "lalonde"], 1)
-    sheets["cutouts"] = pick([it for it in items if it["group"] == "cutout"], 10)
+    # the cut-out sheet is the one committed under docs/: only backgrounds that may be redistributed
+    # (never the Lalonde–Efros photos)
+    sheets["cutouts"] = pick([it for it in items if it["group"] == "cutout" and it["source"] != "lalonde"], 10)
     return {k: v for k, v in sheets.items() if v}
 
 

@@ -214,9 +214,9 @@ def test_run_reports_table2_and_the_inharmony_of_identity_inputs(ka, tmp_path, c
     assert set(res["paired"]["methods"]) == {"reinhard", "ct"}  # each against the default, on the same items
     assert "Paired differences against `default`" in report and "| ct | " in report.split("Paired differences")[1]
     res = ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, judge_weights=str(weights), reference="ct",
-                 lift_radius=8)
+                 lift_radius=8, strength=1.0)
     assert set(res["paired"]["methods"]) == {"reinhard", "default"}  # against ct this time
-    assert "different lifting settings" not in capsys.readouterr().err  # one radius for every model column
+    assert "different lifting settings" not in capsys.readouterr().err  # one setting for every model column
     with pytest.raises(ka.UserError, match="no such column"):
         ka.run(tmp_path / "ka", methods, tmp_path / "out", progress=False, reference="ctt")
     rows = (tmp_path / "out" / "per_item.csv").read_text().splitlines()
@@ -378,3 +378,11 @@ def test_the_cutout_share_interval_is_wilsons(ka, k, n):
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     assert ka.share_interval(k, n) == pytest.approx([centre - half, centre + half], abs=1e-9)
 
+
+
+def test_the_cut_out_sheet_shows_no_lalonde_photo(ka, tmp_path):
+    # the sheet committed under docs/ may only show photos that can be redistributed
+    items = _tiny_items(ka, tmp_path, extra_cutouts=12)
+    assert any(it["group"] == "cutout" and it["source"] == "lalonde" for it in items)
+    picked = set(ka.pick_sheet_items(items)["cutouts"])
+    assert picked and all(it["source"] != "lalonde" for it in items if it["id"] in picked)
