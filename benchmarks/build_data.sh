@@ -7,6 +7,8 @@
 #   data_local/heldout        the held-out registry photos and the odd-hash stamps (evaluation only)
 #   data_local/known_answer   the 910-item held-out benchmark
 #   data_local/ka_validation2 the 538-item validation set (training-side material only)
+#   data_local/known_answer_x, data_local/ka_validation2x  the same + 320 extra real cut-outs (400 in
+#                             all; every other item byte-identical), the sets measured on since session 10
 # Needs apt-get and dpkg (the packages are downloaded, never installed) and the bench extra
 # (pip install -e ".[bench]"). A set whose folder already exists is kept, not rebuilt.
 # 2-core sandbox, 2026-12-01: 11 minutes in all from scratch, both cores shared with two training runs
@@ -32,4 +34,8 @@ fi
     --out "$d/known_answer"
 [ -d "$d/ka_validation2" ] || "$py" benchmarks/known_answer.py build --heldout "$d/heldout" --lalonde "$lalonde" \
     --validation-of "$d/synth_v2" --out "$d/ka_validation2"
+[ -d "$d/known_answer_x" ] || "$py" benchmarks/known_answer.py build --heldout "$d/heldout" --lalonde "$lalonde" \
+    --out "$d/known_answer_x" --extra-cutouts 320
+[ -d "$d/ka_validation2x" ] || "$py" benchmarks/known_answer.py build --heldout "$d/heldout" --lalonde "$lalonde" \
+    --validation-of "$d/synth_v2" --out "$d/ka_validation2x" --extra-cutouts 320
 echo "data sets ready in $d/"
