@@ -48,8 +48,10 @@ def harmonize(weights, *args):
 def test_single_image(weights, tmp_path, capsys):
     comp, mask = write_pair(tmp_path, ext=".png")
     out = tmp_path / "out" / "o.png"
-    code, text, _ = run(harmonize(weights, comp, mask, "-o", out, "--figure", tmp_path / "fig.png"), capsys)
+    code, text, err = run(harmonize(weights, comp, mask, "-o", out, "--figure", tmp_path / "fig.png",
+                                    "--strength", "0.5", "--lift-radius", "8", "--method", "lift"), capsys)
     assert code == 0 and "inharmony" in text and "wrote" in text
+    assert f"model: {weights} (" in err and "radius 8" in err and "strength 0.5" in err  # the settings used
     result, original = np.asarray(Image.open(out)), np.asarray(Image.open(comp))
     assert result.shape == original.shape
     m = np.asarray(Image.open(mask)) >= 128

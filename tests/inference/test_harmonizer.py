@@ -311,6 +311,12 @@ def test_a_weights_file_recommends_its_lifting_radius(weights, tmp_path):
     assert Harmonizer.from_pretrained(wide).radius == 64
     assert Harmonizer(load_weights(wide)).radius == 64
     assert Harmonizer.from_pretrained(wide, radius=8).radius == 8  # the caller's choice wins
+    assert Harmonizer.from_pretrained(wide).describe().endswith("with radius 64, strength 1")
+    assert "the output upsampled" in Harmonizer.from_pretrained(wide, method="upsample").describe()
+    from bargainnet.models.color_transform import ColorTransformNet
+
+    transform = ColorTransformNet(width=4, depth=5, code_dim=4, encoder_width=4, grid=8, curve_knots=4, image_size=128)
+    assert "colour transform applied at full resolution" in Harmonizer(transform).describe()
     # the recommendation travels into an ONNX export
     assert Harmonizer.from_pretrained(wide, backend="onnxruntime").radius == 64
     for bad, match in (({"lift_radius": 0}, "lift_radius must be"), ({"lift_radius": 2.5}, "lift_radius must be"),

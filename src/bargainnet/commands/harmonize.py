@@ -201,12 +201,14 @@ def run(args) -> int:
 def _harmonizer(args):
     from ..inference import Harmonizer
 
-    return Harmonizer.from_pretrained(
+    harmonizer = Harmonizer.from_pretrained(
         args.weights, backend=args.backend, device=args.device, size=args.size, batch_size=args.batch_size,
         method=args.method, threshold=args.mask_threshold, max_pixels=args.max_pixels,
         **({} if args.lift_radius is None else {"radius": args.lift_radius}),
         **({} if args.strength is None else {"strength": args.strength}),
     )
+    print(f"model: {args.weights or 'the default model'} ({harmonizer.describe()})", file=sys.stderr)
+    return harmonizer
 
 
 def _run_folder(args, figure_folder: OutputFolder | None) -> int:
