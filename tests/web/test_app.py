@@ -168,6 +168,7 @@ def test_weights_panel(app):
     assert info["architecture"] == "BargainNet, ngf 4, 5 levels, code length 8"
     assert info["working size"] == "64\u00d764"
     assert info["training data"] == "nothing (random init)"
+    assert info["processing"].startswith("lifted to full resolution with radius 4; strength 1 ")
     assert "model card" in app.weights_markdown()
 
 

@@ -119,6 +119,7 @@ def test_harmonize_an_example_in_the_browser(browser, default_server, tmp_path):
     WebDriverWait(browser, WAIT_S).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#composite input[type=file]"))
     panel = browser.find_element(By.ID, "model-panel").text
     assert "ngf 16, 6 levels" in panel and "extractor width 16" in panel and "affine colour transform" in panel
+    assert "with radius 64; strength 0.7" in panel  # the bundled file's recommendations
     original, inside = bio.load_image(str(COMPOSITE)).rgb8, read_mask(MASK)
 
     # 1. composite + mask -> the result appears (slider) and downloads at full resolution.

@@ -391,16 +391,19 @@ class Harmonizer:
     def backend(self) -> str:
         return self.runner.backend
 
+    @property
+    def full_resolution(self) -> str:
+        """How results reach full resolution, in words."""
+        if self.method in ("auto", "transform") and getattr(self.runner, "predicts_transform", False):
+            return "the predicted colour transform applied at full resolution"
+        if self.method == "upsample":
+            return "the output upsampled"
+        return f"lifted to full resolution with radius {self.radius}"
+
     def describe(self) -> str:
         """The settings in one line (``bargainnet harmonize`` prints it): backend, working size, how
         results reach full resolution and how much of the model's change is applied."""
-        if self.method in ("auto", "transform") and getattr(self.runner, "predicts_transform", False):
-            how = "the predicted colour transform applied at full resolution"
-        elif self.method == "upsample":
-            how = "the output upsampled"
-        else:
-            how = f"lifted to full resolution with radius {self.radius}"
-        return f"{self.backend}, working size {self.size}, {how}, strength {self.strength:g}"
+        return f"{self.backend}, working size {self.size}, {self.full_resolution}, strength {self.strength:g}"
 
     # -- preparing inputs ------------------------------------------------------------------------
     def _views(self, image: bio.ImageData, mask: np.ndarray) -> tuple[Working, Working | None]:

@@ -310,7 +310,9 @@ class WebApp:
         path = Path(self.weights) if self.weights else Path(str(files("bargainnet").joinpath("weights/default.safetensors")))
         info: dict[str, Any] = {"file": path.name if self.weights else "default model (bundled)",
                                 "working size": f"{self.harmonizer.size}\u00d7{self.harmonizer.size}",
-                                "backend": self.harmonizer.backend}
+                                "backend": self.harmonizer.backend,
+                                "processing": f"{self.harmonizer.full_resolution}; strength "
+                                              f"{self.harmonizer.strength:g} unless the slider says otherwise"}
         meta: dict = {}
         if path.suffix.lower() == ".safetensors":
             try:
