@@ -82,6 +82,7 @@ def test_batch_equals_single_images_in_eval_mode():
         dict(output="affine"),
         dict(output="affine_global"),
         dict(encoder_width=8),
+        dict(output="affine", hint="stats"),
     ],
 )
 def test_every_parameter_gets_a_gradient(config):
@@ -144,6 +145,8 @@ def test_config_rejects_unknown_keys_and_values():
         BargainNetConfig(output="hsv")
     with pytest.raises(ValueError, match="encoder_width"):
         BargainNetConfig(encoder_width=0)
+    with pytest.raises(ValueError, match="hint"):
+        BargainNetConfig(hint="reinhard")
 
 
 def test_encoder_width_narrows_every_extractor_layer_and_is_stored_in_weights(tmp_path):
@@ -197,3 +200,36 @@ def test_global_affine_output_is_one_transform_per_image():
     expected = (x + torch.einsum("bcj,bjhw->bchw", a, x) + mean[:, 9:, None, None]).clamp(-1, 1)
     assert (out - expected).abs().max() < 1e-5
     assert (out - composite).abs().max() > 1e-3
+
+
+def test_statistics_hint_matches_a_float64_reference_and_reaches_the_generator():
+    import numpy as np
+
+    from bargainnet.models.bargainnet import statistics_transfer
+
+    composite, mask, _ = _inputs()
+    composite[1, :, :8] = 0.3  # a flat strip in the second image's background
+    hint = statistics_transfer(composite, mask).double().numpy()
+    x, m = composite.double().numpy(), mask.numpy()[:, 0] > 0
+    for b in range(2):
+        inside, outside = x[b][:, m[b]], x[b][:, ~m[b]]  # (3, N)
+        gain = np.clip(outside.std(1) / inside.std(1), 0.25, 4.0)
+        expected = np.clip((inside - inside.mean(1, keepdims=True)) * gain[:, None] + outside.mean(1, keepdims=True), -1, 1)
+        np.testing.assert_allclose(hint[b][:, m[b]], expected, atol=1e-5)
+        np.testing.assert_array_equal(hint[b][:, ~m[b]], x[b][:, ~m[b]])  # the rest as it was
+        moved = hint[b][:, m[b]]
+        np.testing.assert_allclose(moved.mean(1), outside.mean(1), atol=0.05)  # the statistics now match (up to clipping)
+    # a flat region cannot blow up: the gain stops at 4
+    flat = torch.full_like(composite, 0.1)
+    flat[:, :, 40:] = torch.rand(2, 3, 24, 64) * 2 - 1
+    region = torch.zeros_like(mask)
+    region[:, :, :20] = 1
+    assert torch.isfinite(statistics_transfer(flat, region)).all()
+    # G reads it: three more input channels, and the output depends on them
+    model = BargainNet(**TINY, output="affine", hint="stats").eval()
+    assert model.generator.first_layer.in_channels == 3 + 1 + 3 + TINY["code_dim"]
+    torch.nn.init.normal_(model.generator.output_layer.weight, 0.0, 0.05)
+    with torch.no_grad():
+        before = model(composite, mask)
+        model.generator.first_layer.weight[:, 4:7].mul_(10)
+        assert (model(composite, mask) - before).abs().max() > 1e-4

@@ -339,6 +339,35 @@ def test_init_weights_from_an_rgb_model_starts_an_affine_output_run(tiny_root, t
         _load_initial_weights(create_model(cfg.architecture, cfg.model), tmp_path / "affine.safetensors")
 
 
+def test_init_weights_from_a_model_without_the_hint_starts_a_hint_run_as_that_model(tmp_path):
+    from bargainnet.errors import InputError
+    from bargainnet.models.convert import save_weights
+    from bargainnet.models.registry import create_model
+
+    cfg = tiny()
+    torch.manual_seed(7)
+    plain = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine")).eval()
+    torch.nn.init.normal_(plain.generator.output_layer.weight, 0.0, 0.05)
+    save_weights(plain, tmp_path / "plain.safetensors")
+    hinted = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine", hint="stats")).eval()
+    _load_initial_weights(hinted, tmp_path / "plain.safetensors")
+    first = "generator.model.model.0.weight"
+    for k, v in plain.state_dict().items():
+        if k != first:
+            assert torch.equal(hinted.state_dict()[k], v), k
+    grown, old = hinted.state_dict()[first], plain.state_dict()[first]
+    assert torch.equal(grown[:, :4], old[:, :4]) and torch.equal(grown[:, 7:], old[:, 4:]) and not grown[:, 4:7].any()
+    g = torch.Generator().manual_seed(0)
+    composite = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 10:40, 20:50] = 1
+    with torch.no_grad():  # the same model until training moves the hint's weights
+        assert torch.equal(hinted(composite, mask), plain(composite, mask))
+    save_weights(hinted, tmp_path / "hinted.safetensors")
+    with pytest.raises(InputError, match="hint"):  # not the other way round
+        _load_initial_weights(plain, tmp_path / "hinted.safetensors")
+
+
 def test_the_two_affine_outputs_share_every_tensor(tiny_root, tmp_path):
     from bargainnet.models.convert import save_weights
     from bargainnet.models.registry import create_model

@@ -22,6 +22,7 @@ from .generator import AttentionUNet
 HARMONY_SCORE_SCALE = 0.04212  # BCMI libcom's bounded harmony score exp(-0.04212 · d)
 CODE_SOURCES = ("background", "composite")
 OUTPUTS = ("rgb", "affine", "affine_global")
+HINTS = ("none", "stats")
 AFFINE_OUTPUTS = ("affine", "affine_global")
 
 
@@ -41,6 +42,12 @@ class BargainNetConfig(ModelConfig):
 
     ``encoder_width``: channels of E's first convolution (the paper: 64; the others are 2, 4, 8
     and 8 times it). E costs as much as a narrowed generator, so a light model narrows both.
+
+    ``hint``: "stats" gives G three more input channels, the translated region recoloured so that
+    each channel's mean and standard deviation match the rest of the image's
+    (:func:`statistics_transfer`, a Reinhard-like transfer in RGB computed inside the model): G
+    can follow it where the region plainly continues its surroundings and ignore it elsewhere.
+    "none" (the paper): no hint.
     """
 
     architecture: ClassVar[str] = "bargainnet"
@@ -55,6 +62,7 @@ class BargainNetConfig(ModelConfig):
     use_attention: bool = True
     output: str = "rgb"
     encoder_width: int = 64
+    hint: str = "none"
     # Not architecture: the resolution the weights were trained at (written by export-weights);
     # inference and evaluation run the network there by default. None: unknown.
     image_size: int | None = None
@@ -64,9 +72,16 @@ class BargainNetConfig(ModelConfig):
             raise ValueError(f"code_source must be one of {CODE_SOURCES}, got {self.code_source!r}")
         if self.output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.hint not in HINTS:
+            raise ValueError(f"hint must be one of {HINTS}, got {self.hint!r}")
         for name in ("ngf", "num_downs", "code_dim", "encoder_width"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def image_channels(self) -> int:
+        """G's input channels before the code maps: the image, the mask, the hint."""
+        return 3 + int(self.use_mask) + (3 if self.hint == "stats" else 0)
 
     @property
     def size_multiple(self) -> int:
@@ -99,7 +114,7 @@ class BargainNet(nn.Module):
         code_dim = config.code_dim if config.use_code else 0
         self.encoder = DomainEncoder(config.code_dim, width=config.encoder_width)
         self.generator = AttentionUNet(
-            input_nc=(4 if config.use_mask else 3) + code_dim,
+            input_nc=config.image_channels + code_dim,
             output_nc=12 if config.output in AFFINE_OUTPUTS else 3,
             num_downs=config.num_downs,
             ngf=config.ngf,
@@ -135,6 +150,8 @@ class BargainNet(nn.Module):
     def translate(self, image: Tensor, region_mask: Tensor, code: Tensor | None) -> Tensor:
         """G's raw output for ``image`` whose ``region_mask`` region is translated to ``code``."""
         x = torch.cat([image, region_mask], 1) if self.config.use_mask else image
+        if self.config.hint == "stats":
+            x = torch.cat([x, statistics_transfer(image, region_mask)], 1)
         out = self.generator(x, code if self.config.use_code else None)
         if self.config.output == "affine_global":  # the region's mean transform, everywhere
             weight = region_mask.to(out.dtype)
@@ -224,6 +241,28 @@ def apply_pixel_affine(image: Tensor, offsets: Tensor) -> Tensor:
     matrix = offsets[:, :9].reshape(b, 3, 3, h, w)
     out = image + (matrix * image.unsqueeze(1)).sum(2) + offsets[:, 9:]
     return out.clamp(-1, 1)
+
+
+def statistics_transfer(image: Tensor, region: Tensor, max_gain: float = 4.0) -> Tensor:
+    """``image`` with the ``region`` recoloured so that each channel's mean and standard deviation
+    over it match those over the rest of the image: (x − μ_r)·g + μ_o inside, with the gain
+    g = σ_o / σ_r clamped to [1/max_gain, max_gain] (flat regions), clamped to [−1, 1]; the rest
+    unchanged. ``image`` (B, 3, H, W) in [−1, 1]; ``region`` (B, 1, H, W) in {0, 1}.
+    """
+    inside = region.to(image.dtype)
+    outside = 1 - inside
+
+    def moments(weight: Tensor) -> tuple[Tensor, Tensor]:
+        count = weight.sum((2, 3), keepdim=True).clamp_min(1.0)
+        mean = (image * weight).sum((2, 3), keepdim=True) / count
+        var = ((image - mean) ** 2 * weight).sum((2, 3), keepdim=True) / count
+        return mean, var.clamp_min(1e-12).sqrt()
+
+    mean_r, std_r = moments(inside)
+    mean_o, std_o = moments(outside)
+    gain = (std_o / std_r.clamp_min(1e-6)).clamp(1.0 / max_gain, max_gain)
+    moved = ((image - mean_r) * gain + mean_o).clamp(-1, 1)
+    return moved * inside + image * outside
 
 
 def harmony_score(distance):

@@ -113,6 +113,11 @@ class AttentionUNet(nn.Module):
         )
 
     @property
+    def first_layer(self) -> nn.Conv2d:
+        """The first (outermost) convolution, which reads the input channels."""
+        return self.model.model[0]
+
+    @property
     def output_layer(self) -> nn.ConvTranspose2d:
         """The last (outermost) up-convolution, which writes the output channels."""
         return self.model.model[3]

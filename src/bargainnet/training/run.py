@@ -117,13 +117,22 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
     a, b = source.config.to_dict(), model.config.to_dict()
     differ = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k != "image_size" and a.get(k) != b.get(k)}
     output = differ.get("output")
-    # an RGB model may start an affine-output one (new head); the two affine outputs share every tensor
+    # an RGB model may start an affine-output one (new head); the two affine outputs share every tensor;
+    # a model without a hint may start one with it (new input channels)
     new_head = output is not None and output[0] == "rgb" and output[1] in AFFINE_OUTPUTS
     same_tensors = output is not None and set(output) <= set(AFFINE_OUTPUTS)
-    if theirs != ours or (differ and not ((new_head or same_tensors) and len(differ) == 1)):
+    new_hint = differ.get("hint") == ("none", "stats")
+    if theirs != ours or (differ and not ((new_head or same_tensors or new_hint) and len(differ) == 1)):
         raise InputError(f"--init-weights {path}: its model ({theirs}) differs from the configuration's ({ours}): "
                          f"(weights, configuration) = {differ}")
     state = source.state_dict()
+    if new_hint:  # G's first layer gets zero weights for the hint's channels: the start is the source model
+        layer = next(name for name, m in model.named_modules() if m is model.generator.first_layer)
+        key, start = f"{layer}.weight", source.config.image_channels
+        old = state[key]
+        grown = old.new_zeros(old.shape[0], old.shape[1] + 3, *old.shape[2:])
+        grown[:, :start], grown[:, start + 3 :] = old[:, :start], old[:, start:]
+        state = {**state, key: grown}
     if new_head:  # every tensor but G's last layer, which stays at its identity initialisation
         layer = next(name for name, m in model.named_modules() if m is model.generator.output_layer)
         head = {f"{layer}.{k}" for k in ("weight", "bias")}

@@ -344,6 +344,8 @@ class WebApp:
                 parts.append(f"extractor width {config['encoder_width']}")
             if config.get("output", "rgb") != "rgb":
                 parts.append(f"output: {config['output']} colour transform")
+            if config.get("hint", "none") != "none":
+                parts.append(f"hint: {config['hint']}")
             info["architecture"] = "BargainNet, " + ", ".join(parts)
         trained = meta.get("trained_on")
         if trained:
