@@ -191,6 +191,7 @@ def run(args) -> int:
                                 keep_if_worse=args.keep_if_worse)[0]
     out_folder.ensure()
     written = _save(result, Path(args.output), inputs, args.quality)
+    _announce(harmonizer, args)
     print(f"{item.name}: {_describe(result)}; wrote {written}")
     if args.figure is not None:
         figure_folder.ensure()
@@ -207,8 +208,13 @@ def _harmonizer(args):
         **({} if args.lift_radius is None else {"radius": args.lift_radius}),
         **({} if args.strength is None else {"strength": args.strength}),
     )
-    print(f"model: {args.weights or 'the default model'} ({harmonizer.describe()})", file=sys.stderr)
     return harmonizer
+
+
+def _announce(harmonizer, args) -> None:
+    """The model and its settings, once, on stderr (after the inputs were found good, so that an
+    input error stays a one-line message)."""
+    print(f"model: {args.weights or 'the default model'} ({harmonizer.describe()})", file=sys.stderr)
 
 
 def _run_folder(args, figure_folder: OutputFolder | None) -> int:
@@ -222,6 +228,7 @@ def _run_folder(args, figure_folder: OutputFolder | None) -> int:
         raise OutputError(f"{output_dir}: the output folder is the input folder; results would overwrite the inputs")
     out_folder = OutputFolder(output_dir)
     harmonizer = _harmonizer(args)
+    _announce(harmonizer, args)
     target = "background" if args.harmonize_background else "foreground"
     failed: list[tuple[Path, str]] = []
     done, skipped, thumbnails = 0, 0, []
