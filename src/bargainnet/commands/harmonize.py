@@ -202,13 +202,12 @@ def run(args) -> int:
 def _harmonizer(args):
     from ..inference import Harmonizer
 
-    harmonizer = Harmonizer.from_pretrained(
+    return Harmonizer.from_pretrained(
         args.weights, backend=args.backend, device=args.device, size=args.size, batch_size=args.batch_size,
         method=args.method, threshold=args.mask_threshold, max_pixels=args.max_pixels,
         **({} if args.lift_radius is None else {"radius": args.lift_radius}),
         **({} if args.strength is None else {"strength": args.strength}),
     )
-    return harmonizer
 
 
 def _announce(harmonizer, args) -> None:
