@@ -379,7 +379,6 @@ def test_the_cutout_share_interval_is_wilsons(ka, k, n):
     assert ka.share_interval(k, n) == pytest.approx([centre - half, centre + half], abs=1e-9)
 
 
-
 def test_the_cut_out_sheet_shows_no_lalonde_photo(ka, tmp_path):
     # the sheet committed under docs/ may only show photos that can be redistributed
     items = _tiny_items(ka, tmp_path, extra_cutouts=12)

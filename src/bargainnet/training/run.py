@@ -126,15 +126,18 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
         raise InputError(f"--init-weights {path}: its model ({theirs}) differs from the configuration's ({ours}): "
                          f"(weights, configuration) = {differ}")
     state = source.state_dict()
+
+    def name_of(module: torch.nn.Module) -> str:
+        return next(name for name, m in model.named_modules() if m is module)
+
     if new_hint:  # G's first layer gets zero weights for the hint's channels: the start is the source model
-        layer = next(name for name, m in model.named_modules() if m is model.generator.first_layer)
-        key, start = f"{layer}.weight", source.config.image_channels
+        key, start = f"{name_of(model.generator.first_layer)}.weight", source.config.image_channels
         old = state[key]
         grown = old.new_zeros(old.shape[0], old.shape[1] + 3, *old.shape[2:])
         grown[:, :start], grown[:, start + 3 :] = old[:, :start], old[:, start:]
         state = {**state, key: grown}
     if new_head:  # every tensor but G's last layer, which stays at its identity initialisation
-        layer = next(name for name, m in model.named_modules() if m is model.generator.output_layer)
+        layer = name_of(model.generator.output_layer)
         head = {f"{layer}.{k}" for k in ("weight", "bias")}
         state = {k: v for k, v in state.items() if k not in head}
         missing, unexpected = model.load_state_dict(state, strict=False)
