@@ -77,6 +77,18 @@ def _upload(browser, elem_id: str, path: Path) -> None:
     browser.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path.resolve()))
 
 
+def _click_harmonize(browser) -> None:
+    """Click the Harmonize button once the page shows it enabled: under load the page may still be
+    re-rendering after an upload, when the button is briefly missing or replaced."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, WAIT_S, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        ec.element_to_be_clickable((By.ID, "harmonize"))).click()
+
+
 def _wait_status(browser, word: str) -> str:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -125,7 +137,7 @@ def test_harmonize_an_example_in_the_browser(browser, default_server, tmp_path):
     # 1. composite + mask -> the result appears (slider) and downloads at full resolution.
     _upload(browser, "composite", COMPOSITE)
     _upload(browser, "mask", MASK)
-    browser.find_element(By.ID, "harmonize").click()
+    _click_harmonize(browser)
     status = _wait_status(browser, "Done")
     assert "meadow_squirrel.jpg (640\u00d7512)" in status
     WebDriverWait(browser, WAIT_S).until(lambda b: b.execute_script(
@@ -146,7 +158,7 @@ def test_harmonize_an_example_in_the_browser(browser, default_server, tmp_path):
 
     previous = _download_href(browser)
     set_strength("0")
-    browser.find_element(By.ID, "harmonize").click()
+    _click_harmonize(browser)
     _download_href(browser, other_than=previous)  # the new result has arrived
     np.testing.assert_array_equal(_download(browser, tmp_path), original)
     set_strength("1")
@@ -156,7 +168,7 @@ def test_harmonize_an_example_in_the_browser(browser, default_server, tmp_path):
     Image.new("L", (640, 512), 0).save(empty)
     _upload(browser, "mask", empty)
     time.sleep(0.5)
-    browser.find_element(By.ID, "harmonize").click()
+    _click_harmonize(browser)
     status = _wait_status(browser, "Error")
     assert "empty_mask.png: mask is empty" in status and "Traceback" not in browser.page_source
 
@@ -165,7 +177,7 @@ def test_harmonize_an_example_in_the_browser(browser, default_server, tmp_path):
     ActionChains(browser).move_to_element(canvas).click_and_hold().move_by_offset(40, 0).move_by_offset(0, 30) \
         .move_by_offset(-40, 0).release().perform()
     time.sleep(0.5)
-    browser.find_element(By.ID, "harmonize").click()
+    _click_harmonize(browser)
     _wait_status(browser, "Done")
     painted = _download(browser, tmp_path)
     changed = (painted != original).any(axis=2)
@@ -176,6 +188,6 @@ def test_harmonize_an_example_in_the_browser(browser, default_server, tmp_path):
     junk.write_bytes(b"this is not a JPEG" * 8)
     _upload(browser, "composite", junk)
     time.sleep(0.5)
-    browser.find_element(By.ID, "harmonize").click()
+    _click_harmonize(browser)
     status = _wait_status(browser, "Error")
     assert "holiday.jpg" in status and "Traceback" not in browser.page_source
