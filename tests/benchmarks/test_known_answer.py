@@ -268,21 +268,22 @@ def test_the_lifting_radius_is_part_of_a_model_columns_cache_key(ka, tmp_path):
     assert soft.harmonizer.strength == 0.5 and ka._cache_file(tmp_path, soft, "manifest", "judge") not in files
 
 
-def test_a_change_to_the_package_code_invalidates_every_cached_column(ka, tmp_path, monkeypatch):
+def test_a_change_to_the_harmonizing_code_invalidates_every_cached_column(ka, tmp_path, monkeypatch):
     import bargainnet
 
     src = tmp_path / "src" / "bargainnet"
     (src / "inference").mkdir(parents=True)
+    (src / "commands").mkdir()
     (src / "__init__.py").write_text("")
-    (src / "inference" / "lift.py").write_text("RADIUS = 16\n")
     monkeypatch.setattr(bargainnet, "__file__", str(src / "__init__.py"))
     keys = []
-    for radius in ("16", "8", "16"):
+    for radius, help_text in (("16", "a"), ("8", "a"), ("16", "a"), ("16", "b")):
         (src / "inference" / "lift.py").write_text(f"RADIUS = {radius}\n")
+        (src / "commands" / "harmonize.py").write_text(f"HELP = {help_text!r}\n")  # the command line: not in the key
         ka._package_sha.cache_clear()
         keys.append(ka._cache_file(tmp_path, ka.Method("reinhard"), "manifest", "judge"))
     ka._package_sha.cache_clear()
-    assert keys[0] != keys[1] and keys[0] == keys[2]
+    assert keys[0] != keys[1] and keys[0] == keys[2] == keys[3]
 
 
 def test_the_validation_build_uses_only_training_side_material(ka, tmp_path):
