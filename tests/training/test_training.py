@@ -427,3 +427,42 @@ def test_distillation_learns_the_teachers_output_and_needs_a_fitting_teacher(tin
     save_weights(other, tmp_path / "other.safetensors")
     with pytest.raises(InputError, match="code lengths"):
         train(cfg, tmp_path / "r4", data_root=tiny_root, teacher=tmp_path / "other.safetensors", **QUIET)
+
+
+def test_init_weights_from_a_narrower_model_starts_a_wider_run_as_that_model(tmp_path):
+    from bargainnet.errors import InputError
+    from bargainnet.models.convert import save_weights
+    from bargainnet.models.registry import create_model
+
+    cfg = tiny()
+    torch.manual_seed(11)
+    narrow = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine"))
+    torch.nn.init.normal_(narrow.generator.output_layer.weight, 0.0, 0.05)
+    for m in narrow.modules():  # statistics that differ per channel, so a misplaced channel shows
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.num_batches_tracked.fill_(9)
+    save_weights(narrow, tmp_path / "narrow.safetensors")
+    wide_cfg = dataclasses.replace(cfg.model, output="affine", ngf=cfg.model.ngf + 8)
+    wide = create_model(cfg.architecture, wide_cfg)
+    _load_initial_weights(wide, tmp_path / "narrow.safetensors")
+    assert sum(p.numel() for p in wide.generator.parameters()) > sum(p.numel() for p in narrow.generator.parameters())
+    for k, v in narrow.encoder.state_dict().items():
+        assert torch.equal(wide.encoder.state_dict()[k], v), k
+    g = torch.Generator().manual_seed(0)
+    composite = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 10:40, 20:50] = 1
+    narrow.eval(), wide.eval()
+    with torch.no_grad():  # the same function until training uses the added channels
+        torch.testing.assert_close(wide(composite, mask), narrow(composite, mask), atol=1e-5, rtol=0)
+    wide.train()
+    wide(composite, mask).square().sum().backward()
+    head = wide.generator.output_layer.weight  # (in, out, kh, kw); the added inputs start at zero
+    added = torch.cat([head[cfg.model.ngf : wide_cfg.ngf], head[wide_cfg.ngf + cfg.model.ngf :]])
+    added_grad = torch.cat([head.grad[cfg.model.ngf : wide_cfg.ngf], head.grad[wide_cfg.ngf + cfg.model.ngf :]])
+    assert not added.any() and added_grad.abs().sum() > 0  # ... and training reaches them
+    save_weights(wide, tmp_path / "wide.safetensors")
+    with pytest.raises(InputError, match="ngf"):  # not the other way round
+        _load_initial_weights(narrow, tmp_path / "wide.safetensors")

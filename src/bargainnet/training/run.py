@@ -51,6 +51,7 @@ from .checkpoints import LAST, checkpoint_config, resolve_resume
 from .config import TrainConfig, save_config
 from .data import BargainNetDataModule
 from .module import BargainNetModule
+from .widen import widen_into
 
 
 @dataclass
@@ -122,9 +123,15 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
     new_head = output is not None and output[0] == "rgb" and output[1] in AFFINE_OUTPUTS
     same_tensors = output is not None and set(output) <= set(AFFINE_OUTPUTS)
     new_hint = differ.get("hint") == ("none", "stats")
-    if theirs != ours or (differ and not ((new_head or same_tensors or new_hint) and len(differ) == 1)):
+    # a generator may start a wider one of the same depth (the added channels start unused)
+    wider = "ngf" in differ and differ["ngf"][0] < differ["ngf"][1]
+    if theirs != ours or (differ and not ((new_head or same_tensors or new_hint or wider) and len(differ) == 1)):
         raise InputError(f"--init-weights {path}: its model ({theirs}) differs from the configuration's ({ours}): "
                          f"(weights, configuration) = {differ}")
+    if wider:
+        model.encoder.load_state_dict(source.encoder.state_dict())
+        widen_into(source.generator, model.generator)
+        return
     state = source.state_dict()
 
     def name_of(module: torch.nn.Module) -> str:
