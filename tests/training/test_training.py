@@ -466,3 +466,45 @@ def test_init_weights_from_a_narrower_model_starts_a_wider_run_as_that_model(tmp
     save_weights(wide, tmp_path / "wide.safetensors")
     with pytest.raises(InputError, match="ngf"):  # not the other way round
         _load_initial_weights(narrow, tmp_path / "wide.safetensors")
+
+
+def test_init_weights_from_a_model_without_semantic_features_starts_a_semantic_run_as_that_model(tmp_path):
+    from bargainnet.errors import InputError
+    from bargainnet.models.backbone import imagenet_lite0_state
+    from bargainnet.models.convert import save_weights
+    from bargainnet.models.registry import create_model
+
+    cfg = tiny()
+    torch.manual_seed(3)
+    plain = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine")).eval()
+    torch.nn.init.normal_(plain.generator.output_layer.weight, 0.0, 0.05)
+    save_weights(plain, tmp_path / "plain.safetensors")
+    semantic = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine", semantic="lite0")).eval()
+    _load_initial_weights(semantic, tmp_path / "plain.safetensors")
+    imagenet = imagenet_lite0_state()
+    for k, v in imagenet.items():  # ImageNet's weights, not a random start
+        assert torch.equal(semantic.backbone.state_dict()[k], v), k
+    first, extra = "generator.model.model.0.weight", semantic.config.semantic_dim
+    grown, old = semantic.state_dict()[first], plain.state_dict()[first]
+    assert torch.equal(grown[:, :4], old[:, :4]) and torch.equal(grown[:, 4 + extra :], old[:, 4:])
+    assert not grown[:, 4 : 4 + extra].any()
+    g = torch.Generator().manual_seed(0)
+    composite = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 10:40, 20:50] = 1
+    with torch.no_grad():  # the same model until training moves the new maps' weights
+        torch.testing.assert_close(semantic(composite, mask), plain(composite, mask), atol=1e-5, rtol=0)
+    save_weights(semantic, tmp_path / "semantic.safetensors")
+    with pytest.raises(InputError, match="semantic"):  # not the other way round
+        _load_initial_weights(plain, tmp_path / "semantic.safetensors")
+
+
+def test_a_fresh_semantic_run_starts_from_imagenet_weights(tiny_root, tmp_path):
+    from bargainnet.models.backbone import imagenet_lite0_state
+
+    cfg = tiny("trainer.max_steps=1", "trainer.val_every_n_steps=0", "data.batch_size=2", "model.semantic=lite0")
+    train(cfg, tmp_path / "r", data_root=tiny_root, **QUIET)
+    trained = model_from_checkpoint(tmp_path / "r" / "last.ckpt")
+    imagenet = imagenet_lite0_state()
+    for k, v in imagenet.items():  # frozen: still exactly ImageNet's after a step
+        assert torch.equal(trained.backbone.state_dict()[k], v), k

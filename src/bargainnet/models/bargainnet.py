@@ -13,8 +13,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .backbone import EfficientNetLite0
 from .base import ModelConfig, check_model_inputs
 from .domain_encoder import DomainEncoder
 from .generator import AttentionUNet
@@ -23,6 +25,7 @@ HARMONY_SCORE_SCALE = 0.04212  # BCMI libcom's bounded harmony score exp(-0.0421
 CODE_SOURCES = ("background", "composite")
 OUTPUTS = ("rgb", "affine", "affine_global")
 HINTS = ("none", "stats")
+SEMANTICS = ("none", "lite0")
 AFFINE_OUTPUTS = ("affine", "affine_global")
 
 
@@ -48,6 +51,12 @@ class BargainNetConfig(ModelConfig):
     (:func:`statistics_transfer`, a Reinhard-like transfer in RGB computed inside the model): G
     can follow it where the region plainly continues its surroundings and ignore it elsewhere.
     "none" (the paper): no hint.
+
+    ``semantic``: "lite0" adds a frozen ImageNet EfficientNet-Lite0 (:mod:`.backbone`) whose
+    features, averaged over the translated region and over the rest of the image, are projected
+    to ``semantic_dim`` numbers that G reads as constant maps after the image channels: what the
+    object and its surroundings are, which the narrow, briefly trained E cannot tell. "none" (the
+    paper): no backbone.
     """
 
     architecture: ClassVar[str] = "bargainnet"
@@ -63,6 +72,8 @@ class BargainNetConfig(ModelConfig):
     output: str = "rgb"
     encoder_width: int = 64
     hint: str = "none"
+    semantic: str = "none"
+    semantic_dim: int = 16
     # Not architecture: the resolution the weights were trained at (written by export-weights);
     # inference and evaluation run the network there by default. None: unknown.
     image_size: int | None = None
@@ -74,14 +85,17 @@ class BargainNetConfig(ModelConfig):
             raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.hint not in HINTS:
             raise ValueError(f"hint must be one of {HINTS}, got {self.hint!r}")
-        for name in ("ngf", "num_downs", "code_dim", "encoder_width"):
+        if self.semantic not in SEMANTICS:
+            raise ValueError(f"semantic must be one of {SEMANTICS}, got {self.semantic!r}")
+        for name in ("ngf", "num_downs", "code_dim", "encoder_width", "semantic_dim"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
     @property
     def image_channels(self) -> int:
-        """G's input channels before the code maps: the image, the mask, the hint."""
-        return 3 + int(self.use_mask) + (3 if self.hint == "stats" else 0)
+        """G's input channels before the code maps: the image, the mask, the hint, the semantic maps."""
+        semantic = self.semantic_dim if self.semantic != "none" else 0
+        return 3 + int(self.use_mask) + (3 if self.hint == "stats" else 0) + semantic
 
     @property
     def size_multiple(self) -> int:
@@ -123,6 +137,10 @@ class BargainNet(nn.Module):
             use_attention=config.use_attention,
         )
         init_weights(self)
+        self.backbone = self.semantic_projection = None
+        if config.semantic != "none":  # frozen, ImageNet weights loaded later (its own initialisation)
+            self.backbone = EfficientNetLite0().requires_grad_(False).eval()
+            self.semantic_projection = nn.Linear(2 * EfficientNetLite0.feature_channels, config.semantic_dim)
         if config.output in AFFINE_OUTPUTS:  # zero offsets: the identity transform at initialisation
             head = self.generator.output_layer
             nn.init.zeros_(head.weight)
@@ -133,7 +151,22 @@ class BargainNet(nn.Module):
         """Raise ValueError naming the shapes when ``image``/``mask`` cannot go through the model."""
         check_model_inputs(self.config, image, mask, name)
 
+    def train(self, mode: bool = True) -> "BargainNet":
+        super().train(mode)
+        if self.backbone is not None:  # frozen: its normalisation keeps ImageNet's statistics
+            self.backbone.eval()
+        return self
+
     # -- building blocks ------------------------------------------------------------------
+    def semantic_code(self, image: Tensor, region_mask: Tensor) -> Tensor:
+        """(B, semantic_dim): the backbone's features averaged over the region and over the rest, projected."""
+        pooled = []
+        for features in self.backbone(image):
+            inside = F.adaptive_avg_pool2d(region_mask.to(features.dtype), features.shape[2:])
+            for weight in (inside, 1 - inside):
+                pooled.append((features * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-6))
+        return self.semantic_projection(torch.cat(pooled, 1))
+
     def domain_code(self, image: Tensor, region_mask: Tensor) -> Tensor:
         """E(image, region) -> (B, L) code of the region where ``region_mask`` is 1."""
         return self.encoder(image, region_mask)
@@ -152,6 +185,9 @@ class BargainNet(nn.Module):
         x = torch.cat([image, region_mask], 1) if self.config.use_mask else image
         if self.config.hint == "stats":
             x = torch.cat([x, statistics_transfer(image, region_mask)], 1)
+        if self.backbone is not None:  # constant maps, like the code's but not scaled with it
+            semantic = self.semantic_code(image, region_mask)
+            x = torch.cat([x, semantic[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
         out = self.generator(x, code if self.config.use_code else None)
         if self.config.output == "affine_global":  # the region's mean transform, everywhere
             weight = region_mask.to(out.dtype)
@@ -226,10 +262,14 @@ class BargainNet(nn.Module):
         return {"harmonized": harmonized, "z_b": z_b, "z_f": z_f, "z_f_harm": z_f_harm, "z_f_comp": z_f_comp}
 
     def num_parameters(self) -> dict[str, int]:
-        return {
+        counts = {
             "generator": sum(p.numel() for p in self.generator.parameters()),
             "encoder": sum(p.numel() for p in self.encoder.parameters()),
         }
+        if self.backbone is not None:
+            counts["backbone (frozen)"] = sum(p.numel() for p in self.backbone.parameters())
+            counts["semantic projection"] = sum(p.numel() for p in self.semantic_projection.parameters())
+        return counts
 
 
 def apply_pixel_affine(image: Tensor, offsets: Tensor) -> Tensor:

