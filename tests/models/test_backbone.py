@@ -13,10 +13,11 @@ CATS = {281, 282, 283, 284, 285}
 ESPRESSO = 967
 
 
-@pytest.mark.parametrize("size", [7, 8, 13, 16])
+@pytest.mark.parametrize("size", [8, 14, 16])
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_same_padding_is_tensorflows(size, kernel):
-    """TF "SAME": out = ceil(in / stride), pad total (out − 1)·s + k − in, the odd pixel at the end."""
+    """TF "SAME": out = ceil(in / stride), pad total (out − 1)·s + k − in, the odd pixel at the end
+    (here for the even sides every stride-2 layer of the network sees)."""
     torch.manual_seed(0)
     conv = SameConv2d(2, 3, kernel, stride=2, bias=False)
     x = torch.randn(1, 2, size, size)

@@ -14,8 +14,6 @@ the checkpoints' (x·255 − 127) / 128.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,14 +25,19 @@ BN_EPS = 1e-3
 
 
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow's "SAME" padding: output = ceil(input / stride), extra pixel last."""
+    """Conv2d with TensorFlow's "SAME" padding (output = input / stride, the odd padding pixel at
+    the end) for inputs whose sides are multiples of the stride, as every input of this network is
+    when the image's sides are multiples of 32. Fixed padding, so the ONNX export stays static."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.same_pads: list[int] = []
+        for k, s in zip(reversed(self.kernel_size), reversed(self.stride)):
+            total = max(k - s, 0)
+            self.same_pads += [total // 2, total - total // 2]
 
     def forward(self, x: Tensor) -> Tensor:
-        pads = []
-        for size, k, s in zip(reversed(x.shape[2:]), reversed(self.kernel_size), reversed(self.stride)):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(F.pad(x, self.same_pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 def _conv_bn(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
@@ -83,6 +86,7 @@ class EfficientNetLite0(nn.Module):
         self.classifier = nn.Linear(1280, 1000) if with_classifier else None
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 3, H, W) in [-1, 1], H and W multiples of 32 -> ((B, 112, H/16, W/16), (B, 1280, H/32, W/32))."""
         x = self.stem((image * 255.0 + 255.0) / 2.0 / 128.0 - 127.0 / 128.0)
         for i, block in enumerate(self.blocks):
             if i == self.stride16_end:

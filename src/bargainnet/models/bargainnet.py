@@ -161,8 +161,8 @@ class BargainNet(nn.Module):
     def semantic_code(self, image: Tensor, region_mask: Tensor) -> Tensor:
         """(B, semantic_dim): the backbone's features averaged over the region and over the rest, projected."""
         pooled = []
-        for features in self.backbone(image):
-            inside = F.adaptive_avg_pool2d(region_mask.to(features.dtype), features.shape[2:])
+        for features, stride in zip(self.backbone(image), (16, 32)):
+            inside = F.avg_pool2d(region_mask.to(features.dtype), stride)  # the region's share of each cell
             for weight in (inside, 1 - inside):
                 pooled.append((features * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-6))
         return self.semantic_projection(torch.cat(pooled, 1))
