@@ -307,6 +307,8 @@ def train(
             warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
             # validation metrics are reduced across ranks by torchmetrics before they are logged
             warnings.filterwarnings("ignore", message=r".*It is recommended to use `self.log\('val/.*sync_dist=True.*")
+            if getattr(module.model, "backbone", None) is not None:  # the frozen backbone stays in eval mode
+                warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
             trainer.fit(module, datamodule=data, ckpt_path=str(resume_path) if resume_path is not None else None)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
