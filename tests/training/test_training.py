@@ -487,13 +487,17 @@ def test_init_weights_from_a_model_without_semantic_features_starts_a_semantic_r
     first, extra = "generator.model.model.0.weight", semantic.config.semantic_dim
     grown, old = semantic.state_dict()[first], plain.state_dict()[first]
     assert torch.equal(grown[:, :4], old[:, :4]) and torch.equal(grown[:, 4 + extra :], old[:, 4:])
-    assert not grown[:, 4 : 4 + extra].any()
+    # G reads the new maps with random weights, the maps start at zero (a zero projection) ...
+    assert grown[:, 4 : 4 + extra].abs().min() > 0 and not semantic.semantic_projection.weight.any()
     g = torch.Generator().manual_seed(0)
     composite = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
     mask = torch.zeros(2, 1, 64, 64)
     mask[:, :, 10:40, 20:50] = 1
-    with torch.no_grad():  # the same model until training moves the new maps' weights
+    with torch.no_grad():  # ... so it is the same model
         torch.testing.assert_close(semantic(composite, mask), plain(composite, mask), atol=1e-5, rtol=0)
+    semantic.train()
+    semantic(composite, mask).square().sum().backward()  # and the projection learns from the first step
+    assert semantic.semantic_projection.weight.grad.abs().sum() > 0
     save_weights(semantic, tmp_path / "semantic.safetensors")
     with pytest.raises(InputError, match="semantic"):  # not the other way round
         _load_initial_weights(plain, tmp_path / "semantic.safetensors")

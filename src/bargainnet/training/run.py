@@ -145,13 +145,17 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
         grown = old.new_zeros(old.shape[0], old.shape[1] + 3, *old.shape[2:])
         grown[:, :start], grown[:, start + 3 :] = old[:, :start], old[:, start:]
         state = {**state, key: grown}
-    if new_semantic:  # zero weights for the semantic maps (after the image channels): the start is the source
+    if new_semantic:
+        # The semantic maps (after the image channels) start at zero through a zero projection, while
+        # G's weights on them get the usual random start: the start is the source model, and the
+        # projection learns from the first step (zero G weights instead would leave it without a gradient).
         key, start, extra = f"{name_of(model.generator.first_layer)}.weight", source.config.image_channels, model.config.semantic_dim
         old = state[key]
-        grown = old.new_zeros(old.shape[0], old.shape[1] + extra, *old.shape[2:])
-        grown[:, :start], grown[:, start + extra :] = old[:, :start], old[:, start:]
+        grown = torch.cat([old[:, :start], model.state_dict()[key][:, start : start + extra], old[:, start:]], 1)
         missing, unexpected = model.load_state_dict({**state, key: grown}, strict=False)
         assert all(k.startswith(("backbone.", "semantic_projection.")) for k in missing) and not unexpected
+        torch.nn.init.zeros_(model.semantic_projection.weight)
+        torch.nn.init.zeros_(model.semantic_projection.bias)
         _load_imagenet_backbone(model)
         return
     if new_head:  # every tensor but G's last layer, which stays at its identity initialisation
