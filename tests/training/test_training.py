@@ -339,28 +339,37 @@ def test_init_weights_from_an_rgb_model_starts_an_affine_output_run(tiny_root, t
         _load_initial_weights(create_model(cfg.architecture, cfg.model), tmp_path / "affine.safetensors")
 
 
-def test_init_weights_from_a_model_without_the_hint_starts_a_hint_run_as_that_model(tmp_path):
-    from bargainnet.errors import InputError
+def _grown_from_plain(tmp_path, seed, **grown):
+    """A plain affine tiny model (random head, saved as plain.safetensors), the model with
+    ``grown`` configuration started from it by --init-weights, and an input pair for both."""
     from bargainnet.models.convert import save_weights
     from bargainnet.models.registry import create_model
 
     cfg = tiny()
-    torch.manual_seed(7)
+    torch.manual_seed(seed)
     plain = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine")).eval()
     torch.nn.init.normal_(plain.generator.output_layer.weight, 0.0, 0.05)
     save_weights(plain, tmp_path / "plain.safetensors")
-    hinted = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine", hint="stats")).eval()
-    _load_initial_weights(hinted, tmp_path / "plain.safetensors")
+    model = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine", **grown)).eval()
+    _load_initial_weights(model, tmp_path / "plain.safetensors")
+    g = torch.Generator().manual_seed(0)
+    composite = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 10:40, 20:50] = 1
+    return plain, model, composite, mask
+
+
+def test_init_weights_from_a_model_without_the_hint_starts_a_hint_run_as_that_model(tmp_path):
+    from bargainnet.errors import InputError
+    from bargainnet.models.convert import save_weights
+
+    plain, hinted, composite, mask = _grown_from_plain(tmp_path, 7, hint="stats")
     first = "generator.model.model.0.weight"
     for k, v in plain.state_dict().items():
         if k != first:
             assert torch.equal(hinted.state_dict()[k], v), k
     grown, old = hinted.state_dict()[first], plain.state_dict()[first]
     assert torch.equal(grown[:, :4], old[:, :4]) and torch.equal(grown[:, 7:], old[:, 4:]) and not grown[:, 4:7].any()
-    g = torch.Generator().manual_seed(0)
-    composite = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
-    mask = torch.zeros(2, 1, 64, 64)
-    mask[:, :, 10:40, 20:50] = 1
     with torch.no_grad():  # the same model until training moves the hint's weights
         assert torch.equal(hinted(composite, mask), plain(composite, mask))
     save_weights(hinted, tmp_path / "hinted.safetensors")
@@ -472,15 +481,8 @@ def test_init_weights_from_a_model_without_semantic_features_starts_a_semantic_r
     from bargainnet.errors import InputError
     from bargainnet.models.backbone import imagenet_lite0_state
     from bargainnet.models.convert import save_weights
-    from bargainnet.models.registry import create_model
 
-    cfg = tiny()
-    torch.manual_seed(3)
-    plain = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine")).eval()
-    torch.nn.init.normal_(plain.generator.output_layer.weight, 0.0, 0.05)
-    save_weights(plain, tmp_path / "plain.safetensors")
-    semantic = create_model(cfg.architecture, dataclasses.replace(cfg.model, output="affine", semantic="lite0")).eval()
-    _load_initial_weights(semantic, tmp_path / "plain.safetensors")
+    plain, semantic, composite, mask = _grown_from_plain(tmp_path, 3, semantic="lite0")
     imagenet = imagenet_lite0_state()
     for k, v in imagenet.items():  # ImageNet's weights, not a random start
         assert torch.equal(semantic.backbone.state_dict()[k], v), k
@@ -489,10 +491,6 @@ def test_init_weights_from_a_model_without_semantic_features_starts_a_semantic_r
     assert torch.equal(grown[:, :4], old[:, :4]) and torch.equal(grown[:, 4 + extra :], old[:, 4:])
     # G reads the new maps with random weights, the maps start at zero (a zero projection) ...
     assert grown[:, 4 : 4 + extra].abs().min() > 0 and not semantic.semantic_projection.weight.any()
-    g = torch.Generator().manual_seed(0)
-    composite = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
-    mask = torch.zeros(2, 1, 64, 64)
-    mask[:, :, 10:40, 20:50] = 1
     with torch.no_grad():  # ... so it is the same model
         torch.testing.assert_close(semantic(composite, mask), plain(composite, mask), atol=1e-5, rtol=0)
     semantic.train()
