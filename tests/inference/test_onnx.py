@@ -72,11 +72,14 @@ def test_colour_transform_family_exports(tmp_path, decoder_levels):
     assert compare_with_torch(model, path, batch=2, seed=1) <= 1e-4
 
 
-@pytest.mark.parametrize("output, hint", [("affine", "none"), ("affine_global", "none"), ("affine", "stats")])
-def test_affine_output_exports(tmp_path, output, hint):
+@pytest.mark.parametrize("output, hint, semantic",
+                         [("affine", "none", "none"), ("affine_global", "none", "none"), ("affine", "stats", "none"),
+                          ("affine", "none", "lite0")])
+def test_affine_output_exports(tmp_path, output, hint, semantic):
     torch.manual_seed(0)
-    model = BargainNet(BargainNetConfig(ngf=4, num_downs=5, code_dim=8, output=output, hint=hint)).eval()
+    config = BargainNetConfig(ngf=4, num_downs=5, code_dim=8, output=output, hint=hint, semantic=semantic)
+    model = BargainNet(config).eval()
     with torch.no_grad():  # not the identity, so that the comparison means something
         torch.nn.init.normal_(model.generator.output_layer.weight, 0.0, 0.05)
-    path = export_onnx(model, tmp_path / f"{output}_{hint}.onnx", size=64)
+    path = export_onnx(model, tmp_path / f"{output}_{hint}_{semantic}.onnx", size=64)
     assert compare_with_torch(model, path, batch=2, seed=1) <= 1e-4
