@@ -69,6 +69,13 @@ def test_export_weights_round_trip(cli_run, tmp_path):
     soft = tmp_path / "soft.safetensors"
     assert main(["export-weights", str(cli_run), "-o", str(soft), "--lift-radius", "16", "--strength", "0.8"]) == 0
     assert load_weights(soft).inference_settings == {"lift_radius": 16, "strength": 0.8}
+    measured = tmp_path / "auto.safetensors"
+    assert main(["export-weights", str(cli_run), "-o", str(measured), "--strength", "auto",
+                 "--calibration", "scale=0.9,placements=1"]) == 0
+    assert load_weights(measured).inference_settings == {
+        "strength": "auto", "calibration": {"scale": 0.9, "max_strength": 1.2, "placements": 1, "fallback": 0.7}}
+    assert main(["export-weights", str(cli_run), "-o", str(tmp_path / "x.safetensors"), "--calibration", "scale=1"]) != 0
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 @pytest.mark.slow

@@ -145,7 +145,8 @@ def test_after_score_matches_the_model_on_the_whole_result(harmonizer, tmp_path)
         distance = (model.domain_code(c, 1 - m) - model.domain_code(out, m)).norm()
     assert result.after.distance == pytest.approx(float(distance), rel=1e-4)
     # the harmonization itself does not depend on whether the network also scores
-    c, m = harmonizer._tensors([harmonizer.prepare(img, mask)])
+    item = harmonizer.prepare(img, mask)
+    c, m = harmonizer._tensors([item.composite_low], [item.mask_low])
     scored, unscored = harmonizer.runner.run(c, m), harmonizer.runner.run(c, m, scores=False)
     torch.testing.assert_close(scored[0], unscored[0], atol=1e-5, rtol=0)  # E batched with z_f or alone
     assert torch.isnan(unscored[1]).all() and torch.isfinite(scored[1]).all()
@@ -249,7 +250,8 @@ def test_onnxruntime_backend_matches_pytorch(weights, harmonizer):
     assert np.abs(a.image.astype(int) - b.image).max() <= 1
     # The ONNX graph scores at its working size (no separate extractor at 256).
     assert not onnx.scores_canonically and harmonizer.scores_canonically
-    working_before = harmonizer.runner.run(*harmonizer._tensors([harmonizer.prepare(img, mask)]))[1][0]
+    item = harmonizer.prepare(img, mask)
+    working_before = harmonizer.runner.run(*harmonizer._tensors([item.composite_low], [item.mask_low]))[1][0]
     assert working_before == pytest.approx(b.before.distance, abs=1e-4)
     with pytest.raises(InputError, match="PyTorch backend"):
         onnx.harmonize_background(img, mask)

@@ -81,3 +81,36 @@ def comma_pair(convert, expected: str):
         return a, b
 
     return parse
+
+
+def strength_setting(text: str) -> float | str:
+    """``--strength``: a number or "auto" (argparse reports anything else as a usage error)."""
+    from ..models.base import AUTO_STRENGTH
+
+    if text.strip().lower() == AUTO_STRENGTH:
+        return AUTO_STRENGTH
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 2 or 'auto', got {text!r}") from None
+
+
+def calibration_setting(text: str) -> dict:
+    """``--calibration``: ``key=value`` pairs separated by commas (the fields of
+    :class:`bargainnet.models.base.Calibration`), checked there."""
+    from ..errors import InputError
+    from ..models.base import Calibration
+
+    settings = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected key=value pairs such as scale=0.8,placements=3, got {part!r}")
+        try:
+            settings[key.strip()] = int(value) if key.strip() == "placements" and value.strip().isdigit() else float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{key.strip()} must be a number, got {value!r}") from None
+    try:
+        return Calibration.from_dict(settings, "--calibration").to_dict()
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

@@ -7,13 +7,15 @@
 The file holds the model configuration in its metadata (``bargainnet.models.convert.load_weights``
 needs nothing else), plus the training step, the source checkpoint and the training data folder,
 and with ``--lift-radius R`` / ``--strength S`` the lifting radius / strength the Harmonizer uses for it
-unless told otherwise. Several sources give the uniform average of their weights (a "model
+unless told otherwise (``--strength auto``: measured per image, with ``--calibration``'s settings). Several sources give the uniform average of their weights (a "model
 soup"): for runs fine-tuned from one initialisation with one recipe, e.g. different seeds.
 """
 
 from __future__ import annotations
 
 import argparse
+
+from .common import calibration_setting, strength_setting
 
 HELP = "write a training run's (or checkpoint's) model as a self-describing .safetensors weights file"
 
@@ -26,8 +28,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     parser.add_argument("--lift-radius", type=int, metavar="R",
                         help="record R as the model's recommended lifting radius (harmonize's default for it)")
-    parser.add_argument("--strength", type=float, metavar="S",
-                        help="record S (0 to 2) as the model's recommended strength (harmonize's default for it)")
+    parser.add_argument("--strength", type=strength_setting, metavar="S",
+                        help="record S (0 to 2, or 'auto': measured per image) as the model's recommended strength "
+                             "(harmonize's default for it)")
+    parser.add_argument("--calibration", type=calibration_setting, metavar="K=V,...",
+                        help="with --strength auto: how the measurement becomes a strength, e.g. "
+                             "scale=0.8,max_strength=1.2,placements=3,fallback=0.7 (omitted fields: the defaults)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
     trained = trained_model(ckpt) if len(ckpts) == 1 else average_models([trained_model(c) for c in ckpts])
     model, step = trained.model, trained.step
     model.config.image_size = trained.config.data.size  # inference runs there by default
-    settings = {"lift_radius": args.lift_radius, "strength": args.strength}
+    if args.calibration is not None and args.strength != "auto":
+        from ..errors import InputError
+
+        raise InputError("--calibration only applies with --strength auto")
+    settings = {"lift_radius": args.lift_radius, "strength": args.strength, "calibration": args.calibration}
     model.inference_settings = {k: v for k, v in settings.items() if v is not None}  # validated by save_weights
     if len(ckpts) == 1:
         info = {"source": f"{ckpt.name} (training step {step})", "training_step": str(step)}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_USAGE, OutputError, UserError
 from ..inference.figures import harmonize_figure, thumbnail
-from .common import SIZE_HELP, OutputFolder, comma_pair, report_failures
+from .common import SIZE_HELP, OutputFolder, comma_pair, report_failures, strength_setting
 
 HELP = "harmonize composites at full resolution (one image, a pasted cut-out, or a folder)"
 
@@ -70,10 +70,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="lifting's window radius in working-size pixels (default: the radius the weights file "
                             "recommends, else 4); larger = a smoother colour change (docs/evaluation.md: 64 helped "
                             "the 128 px models on held-out photos)")
-    model.add_argument("--strength", type=float, default=None, metavar="S",
+    model.add_argument("--strength", type=strength_setting, default=None, metavar="S",
                        help="how much of the model's colour change to apply, 0 to 2: 1 = the model's result, 0.5 = "
-                            "half way between the input and it, above 1 = amplified (default: what the weights file "
-                            "recommends, else 1)")
+                            "half way between the input and it, above 1 = amplified; or 'auto': measured for each "
+                            "image on its own background (one more network call per image) (default: what the "
+                            "weights file recommends, else 1)")
     model.add_argument("--harmonize-background", action="store_true",
                        help="translate the background to the foreground's domain instead (paper §4.6)")
     model.add_argument("--min-inharmony", type=float, metavar="T",
@@ -117,11 +118,14 @@ def _mode(args) -> str:
     return "single"
 
 
-def _describe(result) -> str:
+def _describe(result, measured: bool = False) -> str:
+    """One line on a result; ``measured``: the strength was measured for it ("auto")."""
     b, a = result.before, result.after
     if result.skipped:
         return f"inharmony {b.distance:.4g} (score {b.score:.3f}): below --min-inharmony, left untouched"
     text = f"inharmony {b.distance:.4g} -> {a.distance:.4g} (score {b.score:.3f} -> {a.score:.3f})"
+    if measured:
+        text += f", strength {result.strength:.2f} (measured)"
     if result.kept:
         return text + "; WORSE, so the input was kept unchanged (--keep-if-worse)"
     if result.got_worse:
@@ -192,7 +196,7 @@ def run(args) -> int:
     out_folder.ensure()
     written = _save(result, Path(args.output), inputs, args.quality)
     _announce(harmonizer, args)
-    print(f"{item.name}: {_describe(result)}; wrote {written}")
+    print(f"{item.name}: {_describe(result, harmonizer.strength == 'auto')}; wrote {written}")
     if args.figure is not None:
         figure_folder.ensure()
         print(f"figure: {harmonize_figure([thumbnail(result)], args.figure)}")

@@ -49,7 +49,7 @@ from PIL import Image
 
 from .. import io as bio
 from ..errors import InputError
-from ..models.base import INHARMONY_SIZE, check_size, check_strength
+from ..models.base import AUTO_STRENGTH, INHARMONY_SIZE, Calibration, check_size, check_strength, check_strength_setting
 from . import lifting
 from .resolution import (
     METHODS, Working, back_to_full_resolution, mask_coverages, resize_changed, resize_image, to_working_size,
@@ -113,6 +113,8 @@ class HarmonizeResult:
         got_worse: True when the harmonization raised the inharmony (``after > before``); with
             ``keep_if_worse`` the image is then the composite, and ``kept`` is True.
         target: "foreground" or "background".
+        strength: the strength applied (measured for this image with ``strength="auto"``; 0 when
+            the composite was returned).
     """
 
     image: Any
@@ -127,6 +129,7 @@ class HarmonizeResult:
     alpha: np.ndarray | None = field(default=None, repr=False)
     got_worse: bool = False
     kept: bool = False
+    strength: float = 1.0
 
 
 @dataclass
@@ -279,8 +282,13 @@ class Harmonizer:
             radius None = the model's recommendation (its weights file's ``lift_radius``), else
             ``lifting.DEFAULT_RADIUS``.
         strength: how much of the model's colour change to apply, from 0 (the input unchanged) to
-            2; 1 = the model's result, between = a blend, above 1 = amplified. None = the model's
-            recommendation (its weights file's ``strength``), else 1.
+            2; 1 = the model's result, between = a blend, above 1 = amplified; or "auto": measured
+            for each image on its own background (:mod:`bargainnet.inference.calibration`; one more
+            network call per image). None = the model's recommendation (its weights file's
+            ``strength``), else 1.
+        calibration: how "auto" turns its measurement into a strength
+            (:class:`~bargainnet.models.base.Calibration` or a dict of its fields); None = the
+            model's recommendation (its weights file's ``calibration``), else the defaults.
         runner: a ready runner (e.g. :class:`bargainnet.inference.onnx.OnnxRunner`) instead of ``model``.
     """
 
@@ -298,7 +306,8 @@ class Harmonizer:
         max_pixels: int | None = None,
         radius: int | None = None,
         eps: float = lifting.DEFAULT_EPS,
-        strength: float | None = None,
+        strength: float | str | None = None,
+        calibration: Calibration | dict | None = None,
         runner=None,
     ):
         if runner is None:
@@ -331,7 +340,10 @@ class Harmonizer:
             raise InputError(f"the lifting radius must be a whole number >= 1, got {radius}")
         self.radius = int(radius)
         self.eps = eps
-        self.strength = check_strength(recommended.get("strength", 1.0) if strength is None else strength)
+        self.strength = check_strength_setting(recommended.get("strength", 1.0) if strength is None else strength)
+        if calibration is None:
+            calibration = recommended.get("calibration", {})
+        self.calibration = calibration if isinstance(calibration, Calibration) else Calibration.from_dict(calibration)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -403,7 +415,16 @@ class Harmonizer:
     def describe(self) -> str:
         """The settings in one line (``bargainnet harmonize`` prints it): backend, working size, how
         results reach full resolution and how much of the model's change is applied."""
-        return f"{self.backend}, working size {self.size}, {self.full_resolution}, strength {self.strength:g}"
+        return f"{self.backend}, working size {self.size}, {self.full_resolution}, strength {self.strength_text}"
+
+    @property
+    def strength_text(self) -> str:
+        """The strength setting in words: the number, or how "auto" measures it."""
+        if self.strength != AUTO_STRENGTH:
+            return f"{self.strength:g}"
+        c = self.calibration
+        return (f"auto (measured per image on {c.placements} background patch{'es' if c.placements > 1 else ''}: "
+                f"{c.scale:g} x the factor, at most {c.max_strength:g}; {c.fallback:g} when none fits)")
 
     # -- preparing inputs ------------------------------------------------------------------------
     def _views(self, image: bio.ImageData, mask: np.ndarray) -> tuple[Working, Working | None]:
@@ -534,17 +555,21 @@ class Harmonizer:
         )
 
     # -- running ---------------------------------------------------------------------------
-    def _tensors(self, items: Sequence[Prepared], background: bool = False):
+    @staticmethod
+    def _tensors(composites: Sequence[np.ndarray], masks: Sequence[np.ndarray]):
         import torch
 
-        comp = torch.from_numpy(np.stack([p.composite_low for p in items])).permute(0, 3, 1, 2).float() * 2 - 1
-        mask = torch.from_numpy(np.stack([p.mask_low for p in items]).astype(np.float32))[:, None]
+        comp = torch.from_numpy(np.stack(composites)).permute(0, 3, 1, 2).float() * 2 - 1
+        mask = torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
         return comp.contiguous(), mask
 
     def run_network(self, items: Sequence[Prepared], *, target: str = "foreground"):
         """One network call for ``items``: low-res outputs in [0, 1] (B, S, S, 3), before, after,
         and each image's transform parameters (None unless the model predicts a transform)."""
-        comp, mask = self._tensors(items)
+        return self._run_arrays([p.composite_low for p in items], [p.mask_low for p in items], target)
+
+    def _run_arrays(self, composites: Sequence[np.ndarray], masks: Sequence[np.ndarray], target: str = "foreground"):
+        comp, mask = self._tensors(composites, masks)
         if target == "background":
             if not hasattr(self.runner, "background"):
                 raise InputError("background harmonization is only available with the PyTorch backend")
@@ -553,7 +578,7 @@ class Harmonizer:
             out, before, after, *params = self.runner.run(comp, mask, scores=False)
         else:
             out, before, after, *params = self.runner.run(comp, mask)
-        params = params[0] if params else [None] * len(items)  # the ONNX runner has none
+        params = params[0] if params else [None] * len(composites)  # the ONNX runner has none
         out01 = ((out.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
         return out01, before.numpy().astype(float), after.numpy().astype(float), params
 
@@ -578,7 +603,7 @@ class Harmonizer:
         :meth:`process`). ``strength``: this call's (None = the Harmonizer's)."""
         threshold = self.min_inharmony if min_inharmony is None else min_inharmony
         keep = self.keep_if_worse if keep_if_worse is None else keep_if_worse
-        strength = self.strength if strength is None else check_strength(strength)
+        strength = check_strength_setting(self.strength if strength is None else strength)
         if not scores and (threshold is not None or keep):
             raise ValueError("min_inharmony and keep_if_worse need the scores")
         image = item.image
@@ -588,7 +613,10 @@ class Harmonizer:
         out = None  # the result's pixels (an ImageData); None: the composite's
         if skipped:
             after = before  # the returned image is the composite
+            strength = 0.0
         else:
+            if strength == AUTO_STRENGTH:
+                strength = self.measure_strength(item, output_low, target)
             out, box = self._full_resolution(item, output_low, target, region, params, strength)
             if item.canonical is not None and scores:
                 after = self._canonical_after(item, out, box, target)
@@ -606,7 +634,19 @@ class Harmonizer:
             before=Inharmony(before, _score(before)), after=Inharmony(after, _score(after)),
             skipped=skipped, target=target, name=item.name,
             rgb8=out.rgb8 if out.pil is None else None, alpha=image.alpha, got_worse=got_worse, kept=kept,
+            strength=0.0 if kept else strength,
         )
+
+    def measure_strength(self, item: Prepared, output_low: np.ndarray, target: str = "foreground") -> float:
+        """The strength "auto" gives ``item``, whose network output at the working size is
+        ``output_low``: measured on its own background (one more network call); for a background
+        harmonization, the calibration's fallback."""
+        if target != "foreground":
+            return self.calibration.fallback
+        from .calibration import measured_strength
+
+        return measured_strength(item.composite_low, item.mask_low, output_low,
+                                 lambda comps, masks: self._run_arrays(list(comps), list(masks))[0], self.calibration)
 
     def _full_resolution(self, item: Prepared, output_low: np.ndarray, target: str, region: np.ndarray, params,
                          strength: float):

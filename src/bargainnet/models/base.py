@@ -22,7 +22,7 @@ The model interface (what the Harmonizer, evaluation, export and training rely o
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
 from ..errors import InputError
@@ -141,3 +141,54 @@ def check_strength(strength, what: str = "strength") -> float:
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not low <= strength <= high:
         raise InputError(f"{what} must be a number from {low:g} to {high:g}, got {strength!r}")
     return float(strength)
+
+
+#: The strength setting that measures each image's strength on its own background
+#: (:mod:`bargainnet.inference.calibration`) instead of applying a fixed one.
+AUTO_STRENGTH = "auto"
+
+
+def check_strength_setting(strength, what: str = "strength") -> float | str:
+    """A fixed strength (see :func:`check_strength`) or :data:`AUTO_STRENGTH`."""
+    if isinstance(strength, str) and strength.strip().lower() == AUTO_STRENGTH:
+        return AUTO_STRENGTH
+    low, high = STRENGTH_RANGE
+    if isinstance(strength, str):
+        raise InputError(f"{what} must be a number from {low:g} to {high:g} or {AUTO_STRENGTH!r}, got {strength!r}")
+    return check_strength(strength, what)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How ``strength="auto"`` turns the factor k measured on the image's own background into
+    a strength: ``clip(scale * k, 0, max_strength)`` over ``placements`` background patches
+    (pooled), or ``fallback`` when no patch can be placed."""
+
+    scale: float = 0.8
+    max_strength: float = 1.2
+    placements: int = 3
+    fallback: float = 0.7
+
+    def __post_init__(self):
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 < self.scale <= 4:
+            raise InputError(f"calibration scale must be a number in (0, 4], got {self.scale!r}")
+        check_strength(self.max_strength, "calibration max_strength")
+        check_strength(self.fallback, "calibration fallback")
+        if isinstance(self.placements, bool) or not isinstance(self.placements, int) or not 1 <= self.placements <= 15:
+            raise InputError(f"calibration placements must be a whole number from 1 to 15, got {self.placements!r}")
+
+    @classmethod
+    def from_dict(cls, settings, where: str = "calibration") -> "Calibration":
+        if not isinstance(settings, dict):
+            raise InputError(f"{where}: calibration settings must be an object, got {settings!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise InputError(f"{where}: unknown calibration settings {unknown} (known: {sorted(known)})")
+        try:
+            return cls(**settings)
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)

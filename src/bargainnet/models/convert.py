@@ -7,7 +7,8 @@ with ``weights_only=True``: no pickled code is ever executed.
 
 Our format is one safetensors file whose metadata holds the model configuration (JSON), so a
 weights file describes itself: ``load_weights(path)`` needs nothing else. It may also recommend
-inference settings (``inference``: JSON, e.g. ``{"lift_radius": 64, "strength": 0.8}``), which the loaded model
+inference settings (``inference``: JSON, e.g. ``{"lift_radius": 64, "strength": 0.8}``, or ``"strength": "auto"``
+with its ``calibration``), which the loaded model
 carries as ``model.inference_settings`` and :class:`~bargainnet.inference.Harmonizer` uses unless
 told otherwise.
 """
@@ -23,14 +24,14 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..io import atomic_write
-from .base import check_strength
+from .base import Calibration, check_strength_setting
 from .bargainnet import BargainNet, BargainNetConfig
 from .registry import DEFAULT_ARCHITECTURE, architecture_of, get_family
 
 FORMAT_NAME = "bargainnet"
 FORMAT_VERSION = "1"
 #: Inference settings a weights file may recommend (metadata key ``inference``, JSON).
-INFERENCE_SETTINGS = ("lift_radius", "strength")
+INFERENCE_SETTINGS = ("lift_radius", "strength", "calibration")
 _FIRST_DOWN = "model.model.0.weight"  # outermost down-convolution: (ngf, input_nc, 4, 4)
 
 
@@ -169,9 +170,12 @@ def check_inference_settings(settings, where: str) -> dict:
     radius = settings.get("lift_radius")
     if radius is not None and (isinstance(radius, bool) or not isinstance(radius, int) or radius < 1):
         raise InputError(f"{where}: lift_radius must be a whole number >= 1, got {radius!r}")
+    settings = dict(settings)
     if "strength" in settings:
-        check_strength(settings["strength"], f"{where}: strength")
-    return dict(settings)
+        settings["strength"] = check_strength_setting(settings["strength"], f"{where}: strength")
+    if "calibration" in settings:
+        settings["calibration"] = Calibration.from_dict(settings["calibration"], where).to_dict()
+    return settings
 
 
 

@@ -1,0 +1,93 @@
+"""A per-image strength measured on the image's own background ("self-calibration").
+
+The network's change on a composite is a guess whose right size it cannot know: the same change is
+too little for one photo and too much for another. This module measures, for one image, how much of
+the network's change is right *where the answer is known*: the network's colour change on the
+foreground is summarised by a global affine colour map A (least squares over the foreground at the
+working size); A⁻¹ is applied to a background patch of the foreground's own shape (the mask moved
+to where it overlaps the object least), which makes a pseudo-composite whose real colours are the
+photo's; the network harmonizes that patch, and the factor that best maps its change onto the
+known correction (a least-squares projection over the patch's free pixels) is the strength for the
+real foreground, scaled and clipped (:class:`~bargainnet.models.base.Calibration`). When no
+placement leaves enough free background (a foreground covering most of the image) the fallback
+strength is used.
+
+It costs one more network call at the working size per image (all placements in one batch).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..models.base import Calibration
+
+#: the network on a batch: float (B, S, S, 3) composites in [0, 1] and bool (B, S, S) masks ->
+#: float (B, S, S, 3) outputs in [0, 1]
+Network = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def placements(mask: np.ndarray, count: int = 1, min_free: float = 0.5) -> list[np.ndarray]:
+    """Up to ``count`` copies of ``mask`` shifted (cyclically, by multiples of a quarter of the
+    image) to where they overlap the original least; only those whose pixels outside the original
+    number at least ``min_free`` of its area."""
+    h, w = mask.shape
+    area = int(mask.sum())
+    shifts = [(dy * h // 4, dx * w // 4) for dy in range(4) for dx in range(4) if dy or dx]
+    moved = [np.roll(mask, s, axis=(0, 1)) for s in shifts]
+    overlap = [int((m & mask).sum()) for m in moved]
+    order = sorted(range(len(moved)), key=lambda i: (overlap[i], i))[:count]
+    return [moved[i] for i in order if area - overlap[i] >= max(min_free * area, 1)]
+
+
+def colour_map(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The affine colour map (4, 3) with ``[source, 1] @ W ≈ target`` in the least-squares sense."""
+    x = np.concatenate([source, np.ones((len(source), 1), source.dtype)], axis=1).astype(np.float64)
+    return np.linalg.lstsq(x, target.astype(np.float64), rcond=None)[0]
+
+
+def inverse_map(w: np.ndarray) -> np.ndarray | None:
+    """The inverse of an affine colour map (4, 3), or None when it is (nearly) singular."""
+    a, b = w[:3], w[3]
+    if abs(np.linalg.det(a)) < 1e-6:
+        return None
+    inv = np.linalg.inv(a)
+    return np.concatenate([inv, (-b @ inv)[None]], axis=0)
+
+
+def measured_strength(
+    composite: np.ndarray,
+    mask: np.ndarray,
+    output: np.ndarray,
+    network: Network,
+    settings: Calibration = Calibration(),
+) -> float:
+    """The strength for one image at the working size (see the module's docstring).
+
+    Args:
+        composite: float (S, S, 3) in [0, 1]; mask: bool (S, S) foreground; output: the
+            network's output for them, float (S, S, 3) in [0, 1].
+        network: runs the network on pseudo-composites (see :data:`Network`).
+        settings: the strength is ``clip(scale * k, 0, max_strength)`` for the factor k pooled
+            over up to ``placements`` patches; ``fallback`` when nothing can be measured.
+    """
+    moved = placements(mask, settings.placements)
+    inverse = inverse_map(colour_map(composite[mask], output[mask])) if moved else None
+    if inverse is None:
+        return float(settings.fallback)
+    pseudo = np.repeat(composite[None], len(moved), axis=0)
+    for p, m in zip(pseudo, moved):
+        x = composite[m].astype(np.float64)
+        p[m] = np.clip(np.concatenate([x, np.ones((len(x), 1))], axis=1) @ inverse, 0.0, 1.0)
+    result = network(pseudo, np.stack(moved))
+    num = den = 0.0
+    for p, r, m in zip(pseudo, result, moved):
+        free = m & ~mask
+        change = (r[free] - p[free]).astype(np.float64)
+        needed = (composite[free] - p[free]).astype(np.float64)
+        num += float((change * needed).sum())
+        den += float((change * change).sum())
+    if den <= 1e-9:
+        return float(settings.fallback)
+    return float(np.clip(settings.scale * num / den, 0.0, settings.max_strength))

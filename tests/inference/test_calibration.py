@@ -1,0 +1,170 @@
+"""The per-image strength measured on the image's own background (``strength="auto"``,
+bargainnet.inference.calibration): its parts against hand-computed answers, then through the
+Harmonizer, a weights file's recommendation and the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from bargainnet.cli import main
+from bargainnet.errors import InputError
+from bargainnet.inference import Harmonizer
+from bargainnet.inference.calibration import colour_map, inverse_map, measured_strength, placements
+from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
+from bargainnet.models.base import Calibration
+from bargainnet.models.convert import load_weights, save_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_weights(BargainNet(BargainNetConfig(ngf=4, num_downs=5, code_dim=8)).eval(), path)
+    return path
+
+
+def scene(size=64):
+    photo = np.asarray(Image.fromarray(skdata.chelsea()).resize((size, size), Image.BILINEAR)).astype(np.float32) / 255
+    mask = np.zeros((size, size), bool)
+    mask[8:28, 10:30] = True
+    return photo, mask
+
+
+# -- the parts -------------------------------------------------------------------------------
+
+
+def test_placements_move_the_mask_where_it_overlaps_the_object_least():
+    _, mask = scene()
+    moved = placements(mask, count=3)
+    assert len(moved) == 3
+    for m in moved:
+        assert m.sum() == mask.sum()  # a cyclic shift keeps the shape and area
+        assert not (m & mask).any()  # a 20x20 box fits beside itself
+    assert len({m.tobytes() for m in moved}) == 3
+    big = np.ones((64, 64), bool)
+    big[:4] = False
+    assert placements(big) == []  # no room left: nothing to measure
+
+
+def test_colour_map_and_its_inverse():
+    rng = np.random.default_rng(0)
+    x = rng.random((500, 3))
+    w = np.array([[0.9, 0.1, 0.0], [0.0, 1.1, 0.05], [0.02, 0.0, 0.8], [0.05, -0.03, 0.1]])
+    fitted = colour_map(x, np.c_[x, np.ones(500)] @ w)
+    np.testing.assert_allclose(fitted, w, atol=1e-10)
+    back = np.c_[np.c_[x, np.ones(500)] @ w, np.ones(500)] @ inverse_map(fitted)
+    np.testing.assert_allclose(back, x, atol=1e-10)
+    flat = np.zeros((4, 3))
+    flat[3] = 0.5  # everything to one grey: no inverse
+    assert inverse_map(flat) is None
+
+
+def corrected_by(fraction, photo, calls):
+    """A stand-in network that moves each pseudo-composite ``fraction`` of the way back to the photo."""
+
+    def network(comps, masks):
+        calls.append(len(comps))
+        return comps + fraction * (photo[None] - comps)
+
+    return network
+
+
+def test_the_measured_factor_is_how_much_of_the_right_change_the_network_makes():
+    photo, mask = scene()
+    output = photo.copy()
+    output[mask] = np.clip(photo[mask] * 0.8 + 0.1, 0, 1)  # the network's change on the real foreground
+    calls = []
+    settings = Calibration(scale=1.0, max_strength=2.0, placements=2, fallback=0.7)
+    # a network that undoes the perturbation fully measures 1, half-way measures 2
+    assert measured_strength(photo, mask, output, corrected_by(1.0, photo, calls), settings) == pytest.approx(1.0)
+    assert measured_strength(photo, mask, output, corrected_by(0.5, photo, calls), settings) == pytest.approx(2.0)
+    assert calls == [2, 2]  # one network call per image, all placements in its batch
+    # scaled and clipped
+    assert measured_strength(photo, mask, output, corrected_by(0.5, photo, []),
+                             Calibration(scale=0.8, max_strength=1.2, placements=2)) == pytest.approx(1.2)
+    assert measured_strength(photo, mask, output, corrected_by(1.0, photo, []),
+                             Calibration(scale=0.8, max_strength=1.2, placements=2)) == pytest.approx(0.8)
+    # a network that moves away from the photo measures a negative factor: strength 0
+    assert measured_strength(photo, mask, output, corrected_by(-0.5, photo, []), settings) == 0.0
+
+
+def test_the_fallback_when_nothing_can_be_measured():
+    photo, mask = scene()
+    output = photo.copy()
+    output[mask] = photo[mask] * 0.8 + 0.1
+    settings = Calibration(fallback=0.55)
+    calls = []
+    assert measured_strength(photo, mask, output, corrected_by(0.0, photo, calls), settings) == 0.55  # no change
+    flat = photo.copy()
+    flat[mask] = 0.5  # the network's change cannot be inverted
+    assert measured_strength(photo, mask, flat, corrected_by(1.0, photo, calls), settings) == 0.55
+    big = np.ones_like(mask)
+    big[:4] = False
+    assert measured_strength(photo, big, output, corrected_by(1.0, photo, calls), settings) == 0.55
+    assert calls == [3]  # only the first case reached the network
+
+
+def test_calibration_settings_are_checked():
+    assert Calibration.from_dict({}).to_dict() == {"scale": 0.8, "max_strength": 1.2, "placements": 3, "fallback": 0.7}
+    for bad, match in (({"scale": 0}, "scale"), ({"max_strength": 3}, "max_strength"), ({"placements": 0}, "placements"),
+                       ({"placements": 2.0}, "placements"), ({"fallback": -1}, "fallback"), ({"size": 3}, "unknown")):
+        with pytest.raises(InputError, match=match):
+            Calibration.from_dict(bad)
+
+
+# -- through the Harmonizer, a weights file and the command line ---------------------------------
+
+
+def test_auto_strength_through_the_harmonizer(weights, tmp_path):
+    rng = np.random.default_rng(3)
+    photo = np.asarray(Image.fromarray(skdata.coffee()).resize((120, 90), Image.BILINEAR))
+    mask = np.zeros((90, 120), bool)
+    mask[20:60, 25:70] = True
+    comp = photo.copy()
+    comp[mask] = np.clip(photo[mask] * [1.2, 0.9, 0.8], 0, 255).astype(np.uint8)
+    h = Harmonizer.from_pretrained(weights, strength="auto", calibration={"max_strength": 2.0, "scale": 1.5})
+    assert "strength auto (measured per image on 3 background patches: 1.5 x the factor, at most 2" in h.describe()
+    result = h.harmonize(comp, mask)
+    assert 0 <= result.strength <= 2.0
+    # the measured strength is applied like a fixed one
+    fixed = Harmonizer.from_pretrained(weights, strength=result.strength)
+    np.testing.assert_array_equal(np.asarray(result.image), np.asarray(fixed(comp, mask)))
+    assert h.harmonize(comp, mask, strength=0.3).strength == 0.3  # a per-call number wins
+    assert Harmonizer.from_pretrained(weights).harmonize(comp, mask, strength="auto").strength == result.strength
+    # background harmonization has no measurement: the fallback
+    assert h.process([h.prepare(comp, mask)], target="background")[0].strength == 0.7
+    # a weights file may recommend it; the ONNX backend measures the same
+    model = load_weights(weights)
+    model.inference_settings = {"strength": "auto", "calibration": {"max_strength": 2.0, "scale": 1.5}}
+    auto = save_weights(model, tmp_path / "auto.safetensors")
+    assert Harmonizer.from_pretrained(auto).harmonize(comp, mask).strength == result.strength
+    onnx = Harmonizer.from_pretrained(auto, backend="onnxruntime").harmonize(comp, mask)
+    assert onnx.strength == pytest.approx(result.strength, abs=1e-3)
+    for bad, match in (({"strength": "guess"}, "strength must be a number from 0 to 2 or 'auto'"),
+                       ({"strength": "auto", "calibration": {"scale": -1}}, "calibration scale")):
+        model.inference_settings = bad
+        with pytest.raises(InputError, match=match):
+            save_weights(model, tmp_path / "bad.safetensors")
+    with pytest.raises(InputError, match="or 'auto'"):
+        Harmonizer.from_pretrained(weights, strength="strong")
+
+
+def test_auto_strength_on_the_command_line(weights, tmp_path, capsys):
+    photo = np.asarray(Image.fromarray(skdata.coffee()).resize((120, 90), Image.BILINEAR))
+    mask = np.zeros((90, 120), np.uint8)
+    mask[20:60, 25:70] = 255
+    Image.fromarray(photo).save(tmp_path / "c.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    base = ["harmonize", str(tmp_path / "c.png"), str(tmp_path / "m.png"), "--weights", str(weights)]
+    assert main([*base, "-o", str(tmp_path / "o.png"), "--strength", "auto"]) == 0
+    out, err = capsys.readouterr()
+    assert "strength auto (measured per image" in err and "(measured); wrote" in out
+    with pytest.raises(SystemExit) as stop:
+        main([*base, "-o", str(tmp_path / "p.png"), "--strength", "much"])
+    assert stop.value.code == 2
+    assert "expected a number from 0 to 2 or 'auto', got 'much'" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
