@@ -42,6 +42,12 @@ def test_strength_scales_the_change(app, tiny_harmonizer):
     half = read_rgb(app.harmonize(str(COMPOSITE), str(MASK), strength=0.5).png)
     expected = tiny_harmonizer.harmonize(str(COMPOSITE), str(MASK), strength=0.5)
     np.testing.assert_array_equal(half, np.asarray(expected.image))
+    assert app.harmonize(str(COMPOSITE), str(MASK), strength=0.5).info["strength"] == 0.5
+    measured = app.harmonize(str(COMPOSITE), str(MASK), strength="auto")  # the page's "measure it" box
+    expected = tiny_harmonizer.harmonize(str(COMPOSITE), str(MASK), strength="auto")
+    assert measured.info["strength"] == round(expected.strength, 3)
+    np.testing.assert_array_equal(read_rgb(measured.png), np.asarray(expected.image))
+    assert f"strength {expected.strength:.2f}" in webapp.scores_markdown(measured.info)
     with pytest.raises(InputError, match="strength must be a number from 0 to 2"):
         app.harmonize(str(COMPOSITE), str(MASK), strength=5)
 
@@ -156,7 +162,7 @@ def test_bugs_do_not_leak_details():
 
 
 def test_scores_markdown_flags_got_worse():
-    info = {"name": "a.jpg", "width": 10, "height": 8, "target": "foreground", "seconds": 0.5, "skipped": False,
+    info = {"name": "a.jpg", "width": 10, "height": 8, "target": "foreground", "seconds": 0.5, "skipped": False, "strength": 1.0,
             "before": {"distance": 1.0, "score": 0.96}, "after": {"distance": 2.0, "score": 0.92}, "got_worse": True}
     assert "Got worse" in webapp.scores_markdown(info)
     info.update(after={"distance": 0.5, "score": 0.98}, got_worse=False)

@@ -40,7 +40,7 @@ from PIL import Image
 from .. import io as bio
 from ..errors import InputError, UserError
 from ..inference import Harmonizer
-from ..models.base import STRENGTH_RANGE
+from ..models.base import AUTO_STRENGTH, STRENGTH_RANGE
 
 log = logging.getLogger("bargainnet.web")
 
@@ -205,7 +205,8 @@ class WebApp:
             "before": {"distance": round(float(b.distance), 4), "score": round(float(b.score), 4)},
             "after": {"distance": round(float(a.distance), 4), "score": round(float(a.score), 4)},
             "got_worse": bool(result.got_worse),
-            "skipped": bool(result.skipped), "seconds": round(time.perf_counter() - start, 3),
+            "skipped": bool(result.skipped), "strength": round(float(result.strength), 3),
+            "seconds": round(time.perf_counter() - start, 3),
         }
         return Outcome(png, before, after, info)
 
@@ -312,7 +313,7 @@ class WebApp:
                                 "working size": f"{self.harmonizer.size}\u00d7{self.harmonizer.size}",
                                 "backend": self.harmonizer.backend,
                                 "processing": f"{self.harmonizer.full_resolution}; strength "
-                                              f"{self.harmonizer.strength:g} unless the slider says otherwise"}
+                                              f"{self.harmonizer.strength_text} unless the page says otherwise"}
         meta: dict = {}
         if path.suffix.lower() == ".safetensors":
             try:
@@ -374,7 +375,8 @@ def scores_markdown(info: dict) -> str:
     b, a = info["before"], info["after"]
     what = "background harmonized (paper \u00a74.6)" if info["target"] == "background" else "foreground harmonized"
     table = (
-        f"**{info['name']}** \u2014 {info['width']}\u00d7{info['height']}, {what}, {info['seconds']:.2f} s\n\n"
+        f"**{info['name']}** \u2014 {info['width']}\u00d7{info['height']}, {what}, strength {info['strength']:.2f}, "
+        f"{info['seconds']:.2f} s\n\n"
         "| | inharmony distance d(z_b, z\u0303_f) \u2193 | harmony score exp(\u22120.04212\u00b7d) \u2191 |\n"
         "|---|---:|---:|\n"
         f"| before (input) | {b['distance']:.3f} | {b['score']:.3f} |\n"
@@ -483,9 +485,17 @@ def build_blocks(app: WebApp):
 
     low, high = STRENGTH_RANGE
 
-    def strength_slider(**kwargs):
-        return gr.Slider(low, high, value=app.harmonizer.strength, step=0.05, **kwargs,
-                         label="Strength (1 = the model's result, 0 = unchanged, above 1 = amplified)")
+    auto = app.harmonizer.strength == AUTO_STRENGTH
+
+    def strength_controls(elem_id: str):
+        """The strength slider and, beside it, the box that measures it per image instead."""
+        with gr.Row():
+            slider = gr.Slider(low, high, value=app.harmonizer.calibration.fallback if auto else app.harmonizer.strength,
+                               step=0.05, elem_id=elem_id, scale=3,
+                               label="Strength (1 = the model's result, 0 = unchanged, above 1 = amplified)")
+            measure = gr.Checkbox(value=auto, elem_id=f"{elem_id}-auto", scale=1,
+                                  label="Measure it for each image (auto; ignores the slider)")
+        return slider, measure
 
     def failed(err: BaseException, inputs: dict) -> str:
         if not isinstance(err, UserError):
@@ -499,7 +509,7 @@ def build_blocks(app: WebApp):
                   f"in {info['seconds']:.2f} s; the full-resolution PNG is ready to download.")
         return (str(outcome.before_preview), str(outcome.after_preview)), str(outcome.png), scores_markdown(info), status
 
-    def ui_harmonize(composite, mask, painter, background, resize_mask, strength):
+    def ui_harmonize(composite, mask, painter, background, resize_mask, strength, measure):
         inputs = {"composite": composite, "mask": mask}
         try:
             if composite is None:
@@ -507,19 +517,20 @@ def build_blocks(app: WebApp):
             painted = app.painted_mask(painter, composite)
             return shown(app.harmonize(composite, painted if painted is not None else mask,
                                        background=bool(background), resize_mask=bool(resize_mask),
-                                       strength=strength))
+                                       strength=AUTO_STRENGTH if measure else strength))
         except Exception as err:  # noqa: BLE001 - the page shows a message; the server keeps running
             message = failed(err, inputs)
             gr.Warning(message)
             return None, None, "", f"**Error:** {message}"
 
-    def ui_paste(cutout, backdrop, cx, cy, scale, strength):
+    def ui_paste(cutout, backdrop, cx, cy, scale, strength, measure):
         inputs = {"cutout": cutout, "background": backdrop}
         try:
             if cutout is None or backdrop is None:
                 raise InputError("upload both the cut-out (a PNG with transparency) and the background photo")
             position = app.paste_position(cutout, backdrop, cx, cy, scale)
-            return shown(app.paste(cutout, backdrop, position=position, scale=scale, strength=strength))
+            return shown(app.paste(cutout, backdrop, position=position, scale=scale,
+                                   strength=AUTO_STRENGTH if measure else strength))
         except Exception as err:  # noqa: BLE001
             message = failed(err, inputs)
             gr.Warning(message)
@@ -584,7 +595,7 @@ def build_blocks(app: WebApp):
                                       "the background takes the foreground's look",
                                 elem_id="harmonize-background")
                             resize_mask = gr.Checkbox(label="Resize a mask of another size", elem_id="resize-mask")
-                        strength = strength_slider(elem_id="strength")
+                        strength, measure = strength_controls("strength")
                         run = gr.Button("Harmonize", variant="primary", elem_id="harmonize")
                         pairs = example_pairs(app.examples)
                         if pairs:
@@ -600,7 +611,7 @@ def build_blocks(app: WebApp):
                             cx = gr.Slider(0, 100, value=50, step=0.5, label="Centre x (%)")
                             cy = gr.Slider(0, 100, value=50, step=0.5, label="Centre y (%)")
                             scale = gr.Slider(0.05, 4, value=1, step=0.01, label="Scale")
-                        paste_strength = strength_slider(elem_id="paste-strength")
+                        paste_strength, paste_measure = strength_controls("paste-strength")
                         preview = gr.Image(label="Paste preview (live, reduced)", interactive=False, type="numpy",
                                            format="jpeg", height=320, elem_id="paste-preview")
                         paste_run = gr.Button("Harmonize the paste", variant="primary", elem_id="harmonize-paste")
@@ -633,13 +644,13 @@ def build_blocks(app: WebApp):
 
         outputs = [slider, download, scores, status]
         composite.change(ui_editor, composite, painter, **private)
-        run.click(ui_harmonize, [composite, mask, painter, background, resize_mask, strength], outputs, **private,
+        run.click(ui_harmonize, [composite, mask, painter, background, resize_mask, strength, measure], outputs, **private,
                   **harmonize_group)
         paste_inputs = [cutout, backdrop, cx, cy, scale]
         for control in paste_inputs:
             control.change(ui_preview, paste_inputs, [preview, status], trigger_mode="always_last",
                            show_progress="hidden", **private)
-        paste_run.click(ui_paste, [*paste_inputs, paste_strength], outputs, **private, **harmonize_group)
+        paste_run.click(ui_paste, [*paste_inputs, paste_strength, paste_measure], outputs, **private, **harmonize_group)
         api_button.click(api_harmonize, [api_composite, api_mask, api_background, api_resize, api_strength],
                          [api_png, api_info], api_name="harmonize", **harmonize_group)
         api_paste_button.click(api_paste, [api_cutout, api_backdrop, api_x, api_y, api_scale, api_strength],
