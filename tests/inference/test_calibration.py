@@ -90,6 +90,8 @@ def test_the_measured_factor_is_how_much_of_the_right_change_the_network_makes()
                              Calibration(scale=0.8, max_strength=1.2, placements=2)) == pytest.approx(0.8)
     # a network that moves away from the photo measures a negative factor: strength 0
     assert measured_strength(photo, mask, output, corrected_by(-0.5, photo, []), settings) == 0.0
+    floored = Calibration(scale=1.0, min_strength=0.3, max_strength=2.0, placements=2)
+    assert measured_strength(photo, mask, output, corrected_by(-0.5, photo, []), floored) == 0.3
 
 
 def test_the_fallback_when_nothing_can_be_measured():
@@ -109,9 +111,11 @@ def test_the_fallback_when_nothing_can_be_measured():
 
 
 def test_calibration_settings_are_checked():
-    assert Calibration.from_dict({}).to_dict() == {"scale": 0.8, "max_strength": 1.2, "placements": 3, "fallback": 0.7}
+    assert Calibration.from_dict({}).to_dict() == {"scale": 0.8, "max_strength": 1.2, "placements": 3, "fallback": 0.7,
+                                                "min_strength": 0.0}
     for bad, match in (({"scale": 0}, "scale"), ({"max_strength": 3}, "max_strength"), ({"placements": 0}, "placements"),
-                       ({"placements": 2.0}, "placements"), ({"fallback": -1}, "fallback"), ({"size": 3}, "unknown")):
+                       ({"placements": 2.0}, "placements"), ({"fallback": -1}, "fallback"), ({"size": 3}, "unknown"),
+                       ({"min_strength": 0.5, "max_strength": 0.4}, "above max_strength")):
         with pytest.raises(InputError, match=match):
             Calibration.from_dict(bad)
 
@@ -127,7 +131,7 @@ def test_auto_strength_through_the_harmonizer(weights, tmp_path):
     comp = photo.copy()
     comp[mask] = np.clip(photo[mask] * [1.2, 0.9, 0.8], 0, 255).astype(np.uint8)
     h = Harmonizer.from_pretrained(weights, strength="auto", calibration={"max_strength": 2.0, "scale": 1.5})
-    assert "strength auto (measured per image on 3 background patches: 1.5 x the factor, at most 2" in h.describe()
+    assert "strength auto (measured per image on 3 background patches: 1.5 x the factor, from 0 to 2" in h.describe()
     result = h.harmonize(comp, mask)
     assert 0 <= result.strength <= 2.0
     # the measured strength is applied like a fixed one

@@ -69,7 +69,7 @@ def measured_strength(
         composite: float (S, S, 3) in [0, 1]; mask: bool (S, S) foreground; output: the
             network's output for them, float (S, S, 3) in [0, 1].
         network: runs the network on pseudo-composites (see :data:`Network`).
-        settings: the strength is ``clip(scale * k, 0, max_strength)`` for the factor k pooled
+        settings: the strength is ``clip(scale * k, min_strength, max_strength)`` for the factor k pooled
             over up to ``placements`` patches; ``fallback`` when nothing can be measured.
     """
     moved = placements(mask, settings.placements)
@@ -90,4 +90,4 @@ def measured_strength(
         den += float((change * change).sum())
     if den <= 1e-9:
         return float(settings.fallback)
-    return float(np.clip(settings.scale * num / den, 0.0, settings.max_strength))
+    return float(np.clip(settings.scale * num / den, settings.min_strength, settings.max_strength))

@@ -424,7 +424,7 @@ class Harmonizer:
             return f"{self.strength:g}"
         c = self.calibration
         return (f"auto (measured per image on {c.placements} background patch{'es' if c.placements > 1 else ''}: "
-                f"{c.scale:g} x the factor, at most {c.max_strength:g}; {c.fallback:g} when none fits)")
+                f"{c.scale:g} x the factor, from {c.min_strength:g} to {c.max_strength:g}; {c.fallback:g} when none fits)")
 
     # -- preparing inputs ------------------------------------------------------------------------
     def _views(self, image: bio.ImageData, mask: np.ndarray) -> tuple[Working, Working | None]:

@@ -161,19 +161,23 @@ def check_strength_setting(strength, what: str = "strength") -> float | str:
 @dataclass(frozen=True)
 class Calibration:
     """How ``strength="auto"`` turns the factor k measured on the image's own background into
-    a strength: ``clip(scale * k, 0, max_strength)`` over ``placements`` background patches
-    (pooled), or ``fallback`` when no patch can be placed."""
+    a strength: ``clip(scale * k, min_strength, max_strength)`` over ``placements`` background
+    patches (pooled), or ``fallback`` when no patch can be placed."""
 
     scale: float = 0.8
     max_strength: float = 1.2
     placements: int = 3
     fallback: float = 0.7
+    min_strength: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 < self.scale <= 4:
             raise InputError(f"calibration scale must be a number in (0, 4], got {self.scale!r}")
         check_strength(self.max_strength, "calibration max_strength")
         check_strength(self.fallback, "calibration fallback")
+        check_strength(self.min_strength, "calibration min_strength")
+        if self.min_strength > self.max_strength:
+            raise InputError(f"calibration min_strength {self.min_strength:g} is above max_strength {self.max_strength:g}")
         if isinstance(self.placements, bool) or not isinstance(self.placements, int) or not 1 <= self.placements <= 15:
             raise InputError(f"calibration placements must be a whole number from 1 to 15, got {self.placements!r}")
 
