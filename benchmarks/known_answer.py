@@ -1046,7 +1046,8 @@ def _cache_file(out: Path, method: "Method", manifest_sha: str, judge_sha: str) 
 
         weights_sha = _sha256(default_weights_path())
     settings = "" if method.lift_radius is None else f"|radius {method.lift_radius}"
-    settings += "" if method.strength is None else f"|strength {method.strength:g}"
+    if method.strength is not None:
+        settings += f"|strength {method.strength}" if isinstance(method.strength, str) else f"|strength {method.strength:g}"
     key = hashlib.sha256(f"{method.name}|{weights_sha}|{manifest_sha}|{judge_sha}|{CACHE_VERSION}{settings}"
                          f"|code {_package_sha()}".encode()).hexdigest()[:16]
     return out / "cache" / f"{method.name}-{key}.json"
@@ -1487,6 +1488,8 @@ def markdown(res: dict[str, Any], names: list[str]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bargainnet.commands.common import strength_setting
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
     p = sub.add_parser("fetch", help="download and extract the held-out Debian packages")
@@ -1516,7 +1519,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="N items spread over the manifest (a quick look)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--lift-radius", type=int, metavar="R", help="the models' lifting radius (default: the Harmonizer's)")
-    p.add_argument("--strength", type=float, metavar="S", help="the models' strength (default: the Harmonizer's)")
+    p.add_argument("--strength", type=strength_setting, metavar="S",
+                   help="the models' strength, a number or 'auto' (default: the Harmonizer's)")
     p.add_argument("--reference", default="default", metavar="NAME",
                    help="the column every other method is compared with, item by item, with 95 %% bootstrap "
                         "intervals (default: default)")

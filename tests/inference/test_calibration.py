@@ -78,16 +78,15 @@ def test_the_measured_factor_is_how_much_of_the_right_change_the_network_makes()
     output = photo.copy()
     output[mask] = np.clip(photo[mask] * 0.8 + 0.1, 0, 1)  # the network's change on the real foreground
     calls = []
-    settings = Calibration(scale=1.0, max_strength=2.0, placements=2, fallback=0.7)
+    settings = Calibration(scale=1.0, min_strength=0.0, max_strength=2.0, placements=2, fallback=0.7)
     # a network that undoes the perturbation fully measures 1, half-way measures 2
     assert measured_strength(photo, mask, output, corrected_by(1.0, photo, calls), settings) == pytest.approx(1.0)
     assert measured_strength(photo, mask, output, corrected_by(0.5, photo, calls), settings) == pytest.approx(2.0)
     assert calls == [2, 2]  # one network call per image, all placements in its batch
     # scaled and clipped
-    assert measured_strength(photo, mask, output, corrected_by(0.5, photo, []),
-                             Calibration(scale=0.8, max_strength=1.2, placements=2)) == pytest.approx(1.2)
-    assert measured_strength(photo, mask, output, corrected_by(1.0, photo, []),
-                             Calibration(scale=0.8, max_strength=1.2, placements=2)) == pytest.approx(0.8)
+    clipped = Calibration(scale=0.8, min_strength=0.0, max_strength=1.2, placements=2)
+    assert measured_strength(photo, mask, output, corrected_by(0.5, photo, []), clipped) == pytest.approx(1.2)
+    assert measured_strength(photo, mask, output, corrected_by(1.0, photo, []), clipped) == pytest.approx(0.8)
     # a network that moves away from the photo measures a negative factor: strength 0
     assert measured_strength(photo, mask, output, corrected_by(-0.5, photo, []), settings) == 0.0
     floored = Calibration(scale=1.0, min_strength=0.3, max_strength=2.0, placements=2)
@@ -111,9 +110,9 @@ def test_the_fallback_when_nothing_can_be_measured():
 
 
 def test_calibration_settings_are_checked():
-    assert Calibration.from_dict({}).to_dict() == {"scale": 0.8, "max_strength": 1.2, "placements": 3, "fallback": 0.7,
-                                                "min_strength": 0.0}
-    for bad, match in (({"scale": 0}, "scale"), ({"max_strength": 3}, "max_strength"), ({"placements": 0}, "placements"),
+    assert Calibration.from_dict({}).to_dict() == {"scale": 0.6, "max_strength": 0.9, "placements": 3, "fallback": 0.7,
+                                                "min_strength": 0.4}
+    for bad, match in (({"scale": 0}, "scale"), ({"max_strength": 3}, "max_strength"), ({"max_strength": 0.2}, "above max_strength"), ({"placements": 0}, "placements"),
                        ({"placements": 2.0}, "placements"), ({"fallback": -1}, "fallback"), ({"size": 3}, "unknown"),
                        ({"min_strength": 0.5, "max_strength": 0.4}, "above max_strength")):
         with pytest.raises(InputError, match=match):
@@ -130,7 +129,8 @@ def test_auto_strength_through_the_harmonizer(weights, tmp_path):
     mask[20:60, 25:70] = True
     comp = photo.copy()
     comp[mask] = np.clip(photo[mask] * [1.2, 0.9, 0.8], 0, 255).astype(np.uint8)
-    h = Harmonizer.from_pretrained(weights, strength="auto", calibration={"max_strength": 2.0, "scale": 1.5})
+    calibration = {"max_strength": 2.0, "min_strength": 0.0, "scale": 1.5}
+    h = Harmonizer.from_pretrained(weights, strength="auto", calibration=calibration)
     assert "strength auto (measured per image on 3 background patches: 1.5 x the factor, from 0 to 2" in h.describe()
     result = h.harmonize(comp, mask)
     assert 0 <= result.strength <= 2.0
@@ -138,12 +138,14 @@ def test_auto_strength_through_the_harmonizer(weights, tmp_path):
     fixed = Harmonizer.from_pretrained(weights, strength=result.strength)
     np.testing.assert_array_equal(np.asarray(result.image), np.asarray(fixed(comp, mask)))
     assert h.harmonize(comp, mask, strength=0.3).strength == 0.3  # a per-call number wins
-    assert Harmonizer.from_pretrained(weights).harmonize(comp, mask, strength="auto").strength == result.strength
+    assert Harmonizer.from_pretrained(weights, calibration=calibration).harmonize(comp, mask, strength="auto").strength \
+        == result.strength
+    assert 0.4 <= Harmonizer.from_pretrained(weights).harmonize(comp, mask, strength="auto").strength <= 0.9  # defaults
     # background harmonization has no measurement: the fallback
     assert h.process([h.prepare(comp, mask)], target="background")[0].strength == 0.7
     # a weights file may recommend it; the ONNX backend measures the same
     model = load_weights(weights)
-    model.inference_settings = {"strength": "auto", "calibration": {"max_strength": 2.0, "scale": 1.5}}
+    model.inference_settings = {"strength": "auto", "calibration": calibration}
     auto = save_weights(model, tmp_path / "auto.safetensors")
     assert Harmonizer.from_pretrained(auto).harmonize(comp, mask).strength == result.strength
     onnx = Harmonizer.from_pretrained(auto, backend="onnxruntime").harmonize(comp, mask)

@@ -33,7 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(harmonize's default for it)")
     parser.add_argument("--calibration", type=calibration_setting, metavar="K=V,...",
                         help="with --strength auto: how the measurement becomes a strength, e.g. "
-                             "scale=0.8,max_strength=1.2,placements=3,fallback=0.7 (omitted fields: the defaults)")
+                             "scale=0.6,min_strength=0.4,max_strength=0.9,placements=3 (omitted fields: the defaults, chosen for the "
+                             "bundled default model)")
 
 
 def run(args: argparse.Namespace) -> int:

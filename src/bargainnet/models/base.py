@@ -162,13 +162,14 @@ def check_strength_setting(strength, what: str = "strength") -> float | str:
 class Calibration:
     """How ``strength="auto"`` turns the factor k measured on the image's own background into
     a strength: ``clip(scale * k, min_strength, max_strength)`` over ``placements`` background
-    patches (pooled), or ``fallback`` when no patch can be placed."""
+    patches (pooled), or ``fallback`` when no patch can be placed. The defaults were chosen for
+    the bundled default model on the validation set (docs/evaluation.md, fourteenth session)."""
 
-    scale: float = 0.8
-    max_strength: float = 1.2
+    scale: float = 0.6
+    max_strength: float = 0.9
     placements: int = 3
     fallback: float = 0.7
-    min_strength: float = 0.0
+    min_strength: float = 0.4
 
     def __post_init__(self):
         if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 < self.scale <= 4:
