@@ -123,7 +123,6 @@ def test_calibration_settings_are_checked():
 
 
 def test_auto_strength_through_the_harmonizer(weights, tmp_path):
-    rng = np.random.default_rng(3)
     photo = np.asarray(Image.fromarray(skdata.coffee()).resize((120, 90), Image.BILINEAR))
     mask = np.zeros((90, 120), bool)
     mask[20:60, 25:70] = True

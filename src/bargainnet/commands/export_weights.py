@@ -7,8 +7,9 @@
 The file holds the model configuration in its metadata (``bargainnet.models.convert.load_weights``
 needs nothing else), plus the training step, the source checkpoint and the training data folder,
 and with ``--lift-radius R`` / ``--strength S`` the lifting radius / strength the Harmonizer uses for it
-unless told otherwise (``--strength auto``: measured per image, with ``--calibration``'s settings). Several sources give the uniform average of their weights (a "model
-soup"): for runs fine-tuned from one initialisation with one recipe, e.g. different seeds.
+unless told otherwise (``--strength auto``: measured per image, with ``--calibration``'s settings).
+Several sources give the uniform average of their weights (a "model soup"): for runs fine-tuned
+from one initialisation with one recipe, e.g. different seeds.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(harmonize's default for it)")
     parser.add_argument("--calibration", type=calibration_setting, metavar="K=V,...",
                         help="with --strength auto: how the measurement becomes a strength, e.g. "
-                             "scale=0.6,min_strength=0.4,max_strength=0.9,placements=3 (omitted fields: the defaults, chosen for the "
-                             "bundled default model)")
+                             "scale=0.6,min_strength=0.4,max_strength=0.9,placements=3 (omitted fields: the "
+                             "defaults, chosen for the bundled default model)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ from PIL import Image
 
 from .. import io as bio
 from ..errors import InputError
-from ..models.base import AUTO_STRENGTH, INHARMONY_SIZE, Calibration, check_size, check_strength, check_strength_setting
+from ..models.base import AUTO_STRENGTH, INHARMONY_SIZE, Calibration, check_size, check_strength_setting
 from . import lifting
 from .resolution import (
     METHODS, Working, back_to_full_resolution, mask_coverages, resize_changed, resize_image, to_working_size,
