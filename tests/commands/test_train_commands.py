@@ -74,7 +74,7 @@ def test_export_weights_round_trip(cli_run, tmp_path):
                  "--calibration", "scale=0.9,placements=1"]) == 0
     assert load_weights(measured).inference_settings == {
         "strength": "auto", "calibration": {"scale": 0.9, "max_strength": 0.9, "placements": 1, "fallback": 0.7,
-                                            "min_strength": 0.4}}
+                                            "min_strength": 0.4, "size": 0}}
     assert main(["export-weights", str(cli_run), "-o", str(tmp_path / "x.safetensors"), "--calibration", "scale=1"]) != 0
     assert not (tmp_path / "x.safetensors").exists()
 

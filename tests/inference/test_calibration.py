@@ -13,7 +13,7 @@ from skimage import data as skdata
 from bargainnet.cli import main
 from bargainnet.errors import InputError
 from bargainnet.inference import Harmonizer
-from bargainnet.inference.calibration import colour_map, inverse_map, measured_strength, placements
+from bargainnet.inference.calibration import colour_map, downsized, inverse_map, measured_strength, placements
 from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
 from bargainnet.models.base import Calibration
 from bargainnet.models.convert import load_weights, save_weights
@@ -109,11 +109,33 @@ def test_the_fallback_when_nothing_can_be_measured():
     assert calls == [3]  # only the first case reached the network
 
 
+def test_measuring_at_a_smaller_size():
+    photo, mask = scene()
+    output = photo.copy()
+    output[mask] = photo[mask] * 0.8 + 0.1
+    small, small_mask, small_out = downsized(photo, mask, output, 32)
+    assert small.shape == (32, 32, 3) and small_mask.shape == (32, 32) and small_out.shape == (32, 32, 3)
+    np.testing.assert_allclose(small[3, 5], photo[6:8, 10:12].mean(axis=(0, 1)), rtol=1e-6)  # 2x2 box average
+    np.testing.assert_array_equal(small_mask, mask[::2, ::2])  # the box is even-aligned: wholly in or out
+    assert downsized(photo, mask, output, 0)[0] is photo and downsized(photo, mask, output, 64)[0] is photo
+    with pytest.raises(ValueError, match="must divide"):
+        downsized(photo, mask, output, 48)
+    sizes = []
+
+    def network(comps, masks):  # undoes the perturbation fully, at whatever size it is given
+        sizes.append(comps.shape[1])
+        return comps + (small[None] - comps)
+
+    settings = Calibration(scale=1.0, min_strength=0.0, max_strength=2.0, placements=2, size=32)
+    assert measured_strength(photo, mask, output, network, settings) == pytest.approx(1.0)
+    assert sizes == [32]
+
+
 def test_calibration_settings_are_checked():
     assert Calibration.from_dict({}).to_dict() == {"scale": 0.6, "max_strength": 0.9, "placements": 3, "fallback": 0.7,
-                                                "min_strength": 0.4}
+                                                "min_strength": 0.4, "size": 0}
     for bad, match in (({"scale": 0}, "scale"), ({"max_strength": 3}, "max_strength"), ({"max_strength": 0.2}, "above max_strength"), ({"placements": 0}, "placements"),
-                       ({"placements": 2.0}, "placements"), ({"fallback": -1}, "fallback"), ({"size": 3}, "unknown"),
+                       ({"placements": 2.0}, "placements"), ({"fallback": -1}, "fallback"), ({"width": 3}, "unknown"), ({"size": -64}, "size"),
                        ({"min_strength": 0.5, "max_strength": 0.4}, "above max_strength")):
         with pytest.raises(InputError, match=match):
             Calibration.from_dict(bad)
@@ -156,6 +178,16 @@ def test_auto_strength_through_the_harmonizer(weights, tmp_path):
             save_weights(model, tmp_path / "bad.safetensors")
     with pytest.raises(InputError, match="or 'auto'"):
         Harmonizer.from_pretrained(weights, strength="strong")
+    # measured at half the working size (128 -> 64 px), through PyTorch and onnxruntime alike
+    half = {**calibration, "size": 64}
+    small = Harmonizer.from_pretrained(weights, size=128, strength="auto", calibration=half).harmonize(comp, mask)
+    assert 0 <= small.strength <= 2.0
+    onnx_small = Harmonizer.from_pretrained(weights, size=128, backend="onnxruntime", strength="auto", calibration=half)
+    assert onnx_small.harmonize(comp, mask).strength == pytest.approx(small.strength, abs=1e-3)
+    with pytest.raises(InputError, match="calibration size 48 must divide the working size 64"):
+        Harmonizer.from_pretrained(weights, calibration={"size": 48})
+    with pytest.raises(InputError, match="calibration size 32 must be a multiple of 32 and at least 64"):
+        Harmonizer.from_pretrained(weights, calibration={"size": 32})  # the tiny model's smallest size is 64
 
 
 def test_auto_strength_on_the_command_line(weights, tmp_path, capsys):

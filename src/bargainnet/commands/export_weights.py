@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(harmonize's default for it)")
     parser.add_argument("--calibration", type=calibration_setting, metavar="K=V,...",
                         help="with --strength auto: how the measurement becomes a strength, e.g. "
-                             "scale=0.6,min_strength=0.4,max_strength=0.9,placements=3 (omitted fields: the "
+                             "scale=0.6,min_strength=0.4,max_strength=0.9,placements=3,size=64 (omitted fields: the "
                              "defaults, chosen for the bundled default model)")
 
 

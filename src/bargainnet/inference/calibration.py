@@ -12,7 +12,8 @@ real foreground, scaled and clipped (:class:`~bargainnet.models.base.Calibration
 placement leaves enough free background (a foreground covering most of the image) the fallback
 strength is used.
 
-It costs one more network call at the working size per image (all placements in one batch).
+It costs one more network call per image (all placements in one batch), at the working size or, with
+the settings' ``size``, at a fraction of it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,22 @@ def inverse_map(w: np.ndarray) -> np.ndarray | None:
     return np.concatenate([inv, (-b @ inv)[None]], axis=0)
 
 
+def downsized(composite: np.ndarray, mask: np.ndarray, output: np.ndarray, size: int):
+    """The three arrays box-averaged from S×S to ``size``×``size`` (S a whole multiple of it); the
+    mask is the pixels at least half covered. Unchanged when ``size`` is 0 or S."""
+    s = composite.shape[0]
+    if not size or size == s:
+        return composite, mask, output
+    if s % size or composite.shape[1] != s:
+        raise ValueError(f"the calibration size {size} must divide the working size {s}")
+    f = s // size
+
+    def shrink(x):
+        return x.reshape(size, f, size, f, *x.shape[2:]).mean(axis=(1, 3), dtype=np.float32)
+
+    return shrink(composite), shrink(mask.astype(np.float32)) >= 0.5, shrink(output)
+
+
 def measured_strength(
     composite: np.ndarray,
     mask: np.ndarray,
@@ -70,9 +87,11 @@ def measured_strength(
             network's output for them, float (S, S, 3) in [0, 1].
         network: runs the network on pseudo-composites (see :data:`Network`).
         settings: the strength is ``clip(scale * k, min_strength, max_strength)`` for the factor k pooled
-            over up to ``placements`` patches; ``fallback`` when nothing can be measured.
+            over up to ``placements`` patches (measured at ``size``); ``fallback`` when nothing can
+            be measured.
     """
-    moved = placements(mask, settings.placements)
+    composite, mask, output = downsized(composite, mask, output, settings.size)
+    moved = placements(mask, settings.placements) if mask.any() else []
     inverse = inverse_map(colour_map(composite[mask], output[mask])) if moved else None
     if inverse is None:
         return float(settings.fallback)

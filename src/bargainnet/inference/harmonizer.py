@@ -344,6 +344,11 @@ class Harmonizer:
         if calibration is None:
             calibration = recommended.get("calibration", {})
         self.calibration = calibration if isinstance(calibration, Calibration) else Calibration.from_dict(calibration)
+        size = self.calibration.size
+        if size and size != self.size:
+            if self.size % size:
+                raise InputError(f"the calibration size {size} must divide the working size {self.size}")
+            check_size(runner.config, size, what="calibration size")
 
     # -- construction -------------------------------------------------------------------------
     @classmethod

@@ -1,7 +1,8 @@
 """ONNX export of the inference graph, and an onnxruntime runner with the PyTorch runner's API.
 
 The exported graph takes ``composite`` (B, 3, S, S) in [-1, 1] and ``mask`` (B, 1, S, S) in {0, 1}
-(batch dynamic, S fixed at export: the working size) and returns:
+(batch and size dynamic; S, the working size it was exported for, is recorded and used for images;
+other sizes serve ``strength="auto"``'s smaller calibration patches) and returns:
 
 * ``harmonized`` (B, 3, S, S): Î·M + Ĩ·(1−M), the foreground translated to the background's code;
 * ``inharmony_before`` (B,): d(z_b, z̃_f), the composite's inharmony level (paper §4.6);
@@ -89,7 +90,8 @@ def export_onnx(
                 input_names=list(INPUT_NAMES),
                 output_names=list(OUTPUT_NAMES),
                 opset_version=opset,
-                dynamic_axes={name: {0: "batch"} for name in INPUT_NAMES + OUTPUT_NAMES},
+                dynamic_axes={**{name: {0: "batch"} for name in OUTPUT_NAMES},
+                              **{name: {0: "batch", 2: "height", 3: "width"} for name in INPUT_NAMES + OUTPUT_NAMES[:1]}},
             )
             try:
                 # The TorchScript-based exporter keeps the batch dynamic; the dynamo exporter

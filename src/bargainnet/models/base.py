@@ -162,14 +162,17 @@ def check_strength_setting(strength, what: str = "strength") -> float | str:
 class Calibration:
     """How ``strength="auto"`` turns the factor k measured on the image's own background into
     a strength: ``clip(scale * k, min_strength, max_strength)`` over ``placements`` background
-    patches (pooled), or ``fallback`` when no patch can be placed. The defaults were chosen for
-    the bundled default model on the validation set (docs/evaluation.md, fourteenth session)."""
+    patches (pooled), or ``fallback`` when no patch can be placed; ``size``: the patches are
+    measured at this size (the working size divided by a whole number; 0 = the working size
+    itself), which makes the extra network call cheaper. The defaults were chosen for the bundled
+    default model on the validation set (docs/evaluation.md, fourteenth session)."""
 
     scale: float = 0.6
     max_strength: float = 0.9
     placements: int = 3
     fallback: float = 0.7
     min_strength: float = 0.4
+    size: int = 0
 
     def __post_init__(self):
         if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 < self.scale <= 4:
@@ -181,6 +184,8 @@ class Calibration:
             raise InputError(f"calibration min_strength {self.min_strength:g} is above max_strength {self.max_strength:g}")
         if isinstance(self.placements, bool) or not isinstance(self.placements, int) or not 1 <= self.placements <= 15:
             raise InputError(f"calibration placements must be a whole number from 1 to 15, got {self.placements!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise InputError(f"calibration size must be a whole number >= 0 (0 = the working size), got {self.size!r}")
 
     @classmethod
     def from_dict(cls, settings, where: str = "calibration") -> "Calibration":
