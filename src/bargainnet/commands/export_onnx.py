@@ -1,4 +1,5 @@
-"""``bargainnet export-onnx``: export the inference graph to ONNX (dynamic batch).
+"""``bargainnet export-onnx``: export the inference graph to ONNX (dynamic batch; images run at the
+recorded working size, other sizes serve strength "auto"'s calibration patches).
 
 The graph takes ``composite`` (B, 3, S, S) in [-1, 1] and ``mask`` (B, 1, S, S) and returns
 ``harmonized``, ``inharmony_before`` and ``inharmony_after`` (see :mod:`bargainnet.inference.onnx`). Use it

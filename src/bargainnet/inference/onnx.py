@@ -56,7 +56,8 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     inputs: tuple = (),
 ) -> Path:
-    """Export ``model`` (a :class:`BargainNet`) to ONNX with a dynamic batch dimension.
+    """Export ``model`` (a :class:`BargainNet`) to ONNX with dynamic batch and spatial dimensions
+    (images run at ``size``, recorded in the metadata; other sizes serve the calibration).
 
     Args:
         model: the BargainNet (put in eval mode here).
