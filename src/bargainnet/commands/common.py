@@ -107,7 +107,7 @@ def calibration_setting(text: str) -> dict:
         if not sep:
             raise argparse.ArgumentTypeError(f"expected key=value pairs such as scale=0.8,placements=3, got {part!r}")
         try:
-            settings[key.strip()] = int(value) if key.strip() in ("placements", "size") and value.strip().isdigit() else float(value)
+            settings[key.strip()] = int(value) if value.strip().isdigit() else float(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{key.strip()} must be a number, got {value!r}") from None
     try:

@@ -42,10 +42,14 @@ def placements(mask: np.ndarray, count: int = 1, min_free: float = 0.5) -> list[
     return [moved[i] for i in order if area - overlap[i] >= max(min_free * area, 1)]
 
 
+def _with_ones(x: np.ndarray) -> np.ndarray:
+    """Colours (N, 3) as float64 (N, 4) with a column of ones: what an affine colour map multiplies."""
+    return np.concatenate([x, np.ones((len(x), 1))], axis=1, dtype=np.float64)
+
+
 def colour_map(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The affine colour map (4, 3) with ``[source, 1] @ W ≈ target`` in the least-squares sense."""
-    x = np.concatenate([source, np.ones((len(source), 1), source.dtype)], axis=1).astype(np.float64)
-    return np.linalg.lstsq(x, target.astype(np.float64), rcond=None)[0]
+    return np.linalg.lstsq(_with_ones(source), target.astype(np.float64), rcond=None)[0]
 
 
 def inverse_map(w: np.ndarray) -> np.ndarray | None:
@@ -97,8 +101,7 @@ def measured_strength(
         return float(settings.fallback)
     pseudo = np.repeat(composite[None], len(moved), axis=0)
     for p, m in zip(pseudo, moved):
-        x = composite[m].astype(np.float64)
-        p[m] = np.clip(np.concatenate([x, np.ones((len(x), 1))], axis=1) @ inverse, 0.0, 1.0)
+        p[m] = np.clip(_with_ones(composite[m]) @ inverse, 0.0, 1.0)
     result = network(pseudo, np.stack(moved))
     num = den = 0.0
     for p, r, m in zip(pseudo, result, moved):

@@ -453,11 +453,7 @@ class Harmonizer:
     def _canonical_codes(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], z_b=None):
         """Inharmony distances (B,) of images (INHARMONY_SIZE², 3) in [0, 1] with bool masks, on the
         one scale every score uses, and the background codes z_b (B, L) (given: only z_f is computed)."""
-        import torch
-
-        comp = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() * 2 - 1
-        mask = torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
-        z_b, z_f = self.runner.codes(comp.contiguous(), mask, z_b)
+        z_b, z_f = self.runner.codes(*self._tensors(images, masks), z_b)
         return (z_b - z_f).norm(dim=1).numpy().astype(float), z_b
 
     def _canonical_before(self, items: Sequence[Prepared], fallback) -> np.ndarray:
@@ -562,6 +558,7 @@ class Harmonizer:
     # -- running ---------------------------------------------------------------------------
     @staticmethod
     def _tensors(composites: Sequence[np.ndarray], masks: Sequence[np.ndarray]):
+        """Images (H, W, 3) in [0, 1] and bool masks as the network's (B, 3, H, W) in [-1, 1] and (B, 1, H, W)."""
         import torch
 
         comp = torch.from_numpy(np.stack(composites)).permute(0, 3, 1, 2).float() * 2 - 1
