@@ -72,7 +72,8 @@ def downsized(composite: np.ndarray, mask: np.ndarray, output: np.ndarray, size:
     f = s // size
 
     def shrink(x):
-        return x.reshape(size, f, size, f, *x.shape[2:]).mean(axis=(1, 3), dtype=np.float32)
+        total = sum(x[i::f, j::f].astype(np.float32) for i in range(f) for j in range(f))  # strided views: fast
+        return total / np.float32(f * f)
 
     return shrink(composite), shrink(mask.astype(np.float32)) >= 0.5, shrink(output)
 

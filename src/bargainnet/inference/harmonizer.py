@@ -52,7 +52,7 @@ from ..errors import InputError
 from ..models.base import AUTO_STRENGTH, INHARMONY_SIZE, Calibration, check_size, check_strength_setting
 from . import lifting
 from .resolution import (
-    METHODS, Working, back_to_full_resolution, mask_coverages, resize_changed, resize_image, to_working_size,
+    METHODS, Working, back_to_full_resolution, resize_changed, resize_image, to_working_size,
     transform_applier,
 )
 
@@ -87,7 +87,7 @@ class Prepared:
     array_dtype: Any = None
     inputs: tuple = ()  # paths of the inputs (an output must never be one of them)
     background: np.ndarray | None = None  # paste mode: the background's float RGB (H, W, 3)
-    canonical: Working | None = None  # the composite and mask at INHARMONY_SIZE, for the score
+    canonical: Working | None = None  # the composite and mask at INHARMONY_SIZE (Harmonizer._canonical)
     background_code: Any = None  # z_b (1, L) at INHARMONY_SIZE, once the score before is measured
 
     @property
@@ -432,17 +432,17 @@ class Harmonizer:
                 f"{c.scale:g} x the factor, from {c.min_strength:g} to {c.max_strength:g}; {c.fallback:g} when none fits)")
 
     # -- preparing inputs ------------------------------------------------------------------------
-    def _views(self, image: bio.ImageData, mask: np.ndarray) -> tuple[Working, Working | None]:
-        """The composite and mask at the working size, and at INHARMONY_SIZE for the score."""
+    def _working(self, image: bio.ImageData, mask: np.ndarray, size: int, **kwargs) -> Working:
+        """The composite and mask at size×size (:func:`to_working_size`)."""
         pil8 = image.pil if image.pil is not None else Image.fromarray(image.rgb8) if image.eight_bit else None
-        rgb = _float_unless_8bit(image)
-        weights = mask_coverages(mask, [self.size] + ([INHARMONY_SIZE] if self.scores_canonically else []))
-        working = to_working_size(rgb, mask, self.size, rgb8=pil8, name=image.name, weight=weights[self.size])
-        if not self.scores_canonically:
-            return working, None
-        canonical = to_working_size(rgb, mask, INHARMONY_SIZE, rgb8=pil8, name=image.name, require_both=False,
-                                    weight=weights[INHARMONY_SIZE])
-        return working, canonical
+        return to_working_size(_float_unless_8bit(image), mask, size, rgb8=pil8, name=image.name, **kwargs)
+
+    def _canonical(self, item: Prepared) -> Working:
+        """The composite and mask at INHARMONY_SIZE, where every score is measured (made on first
+        use: a call that measures no inharmony never needs them)."""
+        if item.canonical is None:
+            item.canonical = self._working(item.image, item.mask, INHARMONY_SIZE, require_both=False)
+        return item.canonical
 
     @property
     def scores_canonically(self) -> bool:
@@ -459,7 +459,8 @@ class Harmonizer:
     def _canonical_before(self, items: Sequence[Prepared], fallback) -> np.ndarray:
         if not self.scores_canonically:
             return np.asarray(fallback, float)
-        distances, z_b = self._canonical_codes([p.canonical.composite for p in items], [p.canonical.mask for p in items])
+        views = [self._canonical(p) for p in items]
+        distances, z_b = self._canonical_codes([v.composite for v in views], [v.mask for v in views])
         for i, item in enumerate(items):
             item.background_code = z_b[i : i + 1]
         return distances
@@ -470,11 +471,11 @@ class Harmonizer:
         mask; after a foreground harmonization, against the composite's background code."""
         if result.eight_bit:
             pil = result.pil if result.pil is not None else Image.fromarray(result.rgb8)
-            out = resize_changed(item.canonical.composite, pil, box)
+            out = resize_changed(self._canonical(item).composite, pil, box)
         else:
             out = resize_image(result.rgb, INHARMONY_SIZE)
         z_b = item.background_code if target == "foreground" else None
-        return float(self._canonical_codes([out], [item.canonical.mask], z_b)[0][0])
+        return float(self._canonical_codes([out], [self._canonical(item).mask], z_b)[0][0])
 
     def prepare(self, composite, mask, *, resize_mask: bool = False) -> Prepared:
         """Load and check one (composite, mask) pair; raises :class:`InputError` on bad input."""
@@ -484,13 +485,12 @@ class Harmonizer:
             mask, size=size, resize=resize_mask, threshold=self.threshold, max_pixels=self.max_pixels, check_coverage=False
         )
         bio.check_mask_coverage(binary, bio._describe(mask))
-        working, canonical = self._views(image, binary)
+        working = self._working(image, binary, self.size)
         kind = "array" if isinstance(composite, np.ndarray) else "pil"
         inputs = tuple(p for p in (composite, mask) if isinstance(p, (str, os.PathLike)))
         return Prepared(
             name=image.name, image=image, mask=binary, guide=image, blend=None,
             working=working, kind=kind, array_dtype=getattr(composite, "dtype", None), inputs=inputs,
-            canonical=canonical,
         )
 
     def prepare_paste(
@@ -546,13 +546,13 @@ class Harmonizer:
             composite_rgb = rgb8.astype(np.float32) / 255.0
         image = bio.ImageData(rgb=composite_rgb.astype(np.float32), alpha=bg.alpha, rgb8=rgb8,
                               name=f"{fg.name} on {bg.name}")
-        working, canonical = self._views(image, binary)
+        working = self._working(image, binary, self.size)
         kind = "array" if isinstance(background, np.ndarray) else "pil"
         inputs = tuple(p for p in (foreground, background) if isinstance(p, (str, os.PathLike)))
         return Prepared(
             name=image.name, image=image, mask=binary, guide=layer, blend=canvas_alpha,
             working=working, kind=kind, array_dtype=getattr(background, "dtype", None), inputs=inputs,
-            background=bg.rgb, canonical=canonical,
+            background=bg.rgb,
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -620,7 +620,7 @@ class Harmonizer:
             if strength == AUTO_STRENGTH:
                 strength = self.measure_strength(item, output_low, target)
             out, box = self._full_resolution(item, output_low, target, region, params, strength)
-            if item.canonical is not None and scores:
+            if self.scores_canonically and scores:
                 after = self._canonical_after(item, out, box, target)
             got_worse = after > before
             if got_worse and keep:

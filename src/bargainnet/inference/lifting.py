@@ -75,16 +75,6 @@ def _box_sum(x: np.ndarray, radius: int) -> np.ndarray:
     return uniform_filter1d(rows, size, axis=1, mode="constant", cval=0.0) * float(size * size)
 
 
-def _affine_from_stats(mean_i, mean_p, cov_ii, cov_pi, lam, prior_a):
-    """A = (C + lam A0)(S + lam I)^-1, b = mu_p - A mu_i; arrays (..., 3), (..., 3, 3), lam (...)."""
-    eye = np.eye(3)
-    lhs = cov_ii + lam[..., None, None] * eye  # symmetric positive definite
-    rhs = cov_pi + lam[..., None, None] * prior_a
-    a = rhs @ _inverse_sym3(lhs)  # A S' = R
-    b = mean_p - np.einsum("...ij,...j->...i", a, mean_i)
-    return a, b
-
-
 def _inverse_sym3(m: np.ndarray) -> np.ndarray:
     """Inverse of symmetric 3x3 matrices (..., 3, 3) by the adjugate: one vectorised pass, several
     times faster than a batched LAPACK solve for many small systems."""
@@ -113,18 +103,50 @@ def global_affine(guide: np.ndarray, target: np.ndarray, weight: np.ndarray, eps
     Returns:
         A (3, 3) and b (3,), float64.
     """
-    w = weight.astype(np.float64).reshape(-1)
-    total = w.sum()
-    if total <= 0:
+    h, w = weight.shape
+    sums = _block_moments(guide.astype(np.float64), target.astype(np.float64), weight.astype(np.float64), 1)
+    return _global_fit(sums.reshape(h * w, -1).sum(axis=0), eps)
+
+
+def _global_fit(total: np.ndarray, eps: float = 1e-6):
+    """:func:`global_affine` from the sums of :func:`_block_moments` over the whole image."""
+    if total[0] <= 0:
         raise ValueError("global_affine: the weight is zero everywhere")
-    g = guide.reshape(-1, 3).astype(np.float64)
-    t = target.reshape(-1, 3).astype(np.float64)
-    mu_g = w @ g / total
-    mu_t = w @ t / total
-    gc, tc = g - mu_g, t - mu_t
-    cov_gg = (gc * w[:, None]).T @ gc / total
-    cov_tg = (tc * w[:, None]).T @ gc / total
-    return _affine_from_stats(mu_g, mu_t, cov_gg, cov_tg, np.asarray(eps), np.eye(3))
+    return _affine_from_sums(total / total[0], np.asarray(eps), np.eye(3))
+
+
+_UPPER = ([0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2])  # the upper triangle of a symmetric 3x3
+
+
+def _block_moments(g: np.ndarray, t: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
+    """Each stride x stride block's weighted sums (h/stride, w/stride, 22): of w, w g (3), w t (3),
+    w g g^T (its upper triangle, 6) and w t g^T (9), for images g, t (h, w, 3) and weights w (h, w)."""
+    h, wd = w.shape
+    hb, wb, n = h // stride, wd // stride, stride * stride
+    x = np.concatenate([np.ones((h, wd, 1)), g, t], axis=-1)  # (h, w, 7): 1, g, t
+    x = x.reshape(hb, stride, wb, stride, 7).transpose(0, 2, 1, 3, 4).reshape(hb, wb, n, 7)
+    wx = x[..., :4] * w.reshape(hb, stride, wb, stride).transpose(0, 2, 1, 3).reshape(hb, wb, n, 1)
+    if n == 1:  # one pixel per block: its products
+        m = wx[..., 0, :, None] * x[..., 0, None, :]
+    else:  # (hb, wb, 4, 7): rows w·(1, g), columns (1, g, t), summed over the block's pixels
+        m = np.matmul(wx.swapaxes(-1, -2), x)
+    rows, cols = (np.asarray(i) + 1 for i in _UPPER)
+    return np.concatenate([m[..., 0, :], m[..., rows, cols], m[..., 1:4, 4:7].swapaxes(-1, -2).reshape(hb, wb, 9)], axis=-1)
+
+
+def _affine_from_sums(means: np.ndarray, lam: np.ndarray, prior_a: np.ndarray):
+    """A = (C + lam A0)(S + lam I)^-1 and b = mu_t - A mu_g (S = cov(g, g), C = cov(t, g), A0 =
+    ``prior_a``) from :func:`_block_moments`'s sums divided by the weight (..., 22); lam (...)."""
+    mean_g, mean_t = means[..., 1:4], means[..., 4:7]
+    outer_gg = np.empty(means.shape[:-1] + (3, 3))
+    outer_gg[..., _UPPER[0], _UPPER[1]] = means[..., 7:13]
+    outer_gg[..., _UPPER[1], _UPPER[0]] = means[..., 7:13]
+    outer_tg = means[..., 13:22].reshape(means.shape[:-1] + (3, 3))
+    cov_gg = outer_gg - mean_g[..., :, None] * mean_g[..., None, :]
+    cov_tg = outer_tg - mean_t[..., :, None] * mean_g[..., None, :]
+    lhs = cov_gg + lam[..., None, None] * np.eye(3)  # symmetric positive definite
+    a = (cov_tg + lam[..., None, None] * prior_a) @ _inverse_sym3(lhs)  # A = (C + lam A0)(S + lam I)^-1
+    return a, mean_t - np.einsum("...ij,...j->...i", a, mean_g)
 
 
 def fit_stride(height: int, width: int, radius: int) -> int:
@@ -174,37 +196,17 @@ def fit_local_affine(
     stride = fit_stride(h, wd, radius) if stride is None else int(stride)
     if stride < 1 or h % stride or wd % stride or stride > radius:
         raise ValueError(f"stride must divide {h} and {wd} and lie in [1, radius={radius}], got {stride}")
-    g = guide.astype(np.float64)
-    t = target.astype(np.float64)
     w = np.clip(weight.astype(np.float64), 0.0, 1.0)
-    a_glob, b_glob = global_affine(g, t, w)
-
-    # every moment in one array: w, w*g (3), w*t (3), w*g g^T (upper triangle, 6), w*t g^T (9)
-    wg, wt = g * w[..., None], t * w[..., None]
-    upper = ([0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2])
-    stats = np.concatenate([
-        w[..., None], wg, wt,
-        wg[..., upper[0]] * g[..., upper[1]],
-        (wt[..., :, None] * g[..., None, :]).reshape(h, wd, 9),
-    ], axis=-1)
     # from here on every array is on the grid of blocks: (hb, wb), windows of radius rb blocks
     hb, wb, rb = h // stride, wd // stride, radius // stride
-    if stride > 1:  # each block's sums
-        stats = stats.reshape(hb, stride, wb, stride, -1).sum(axis=(1, 3))
+    stats = _block_moments(guide.astype(np.float64), target.astype(np.float64), w, stride)
+    a_glob, b_glob = _global_fit(stats.sum(axis=(0, 1)))
     blocks = _window_sizes(hb, rb)[:, None] * _window_sizes(wb, rb)[None, :]
     sums = _box_sum(stats, rb)
     sw = sums[..., 0]
-    sums = sums[..., 1:] / np.maximum(sw, 1e-12)[..., None]
-    mean_g, mean_t = sums[..., 0:3], sums[..., 3:6]
-    outer_gg = np.empty((hb, wb, 3, 3))
-    outer_gg[..., upper[0], upper[1]] = sums[..., 6:12]
-    outer_gg[..., upper[1], upper[0]] = sums[..., 6:12]
-    outer_tg = sums[..., 12:21].reshape(hb, wb, 3, 3)
-    cov_gg = outer_gg - mean_g[..., :, None] * mean_g[..., None, :]
-    cov_tg = outer_tg - mean_t[..., :, None] * mean_g[..., None, :]
     frac = sw / (blocks * stride * stride)
     lam = eps / np.maximum(frac, 1e-6)
-    a, b = _affine_from_stats(mean_g, mean_t, cov_gg, cov_tg, lam, a_glob)
+    a, b = _affine_from_sums(sums / np.maximum(sw, 1e-12)[..., None], lam, a_glob)
     empty = sw <= 1e-9
     a[empty] = a_glob
     b[empty] = b_glob

@@ -76,31 +76,15 @@ def mask_coverage(mask: np.ndarray, size: int) -> np.ndarray:
     """float32 (size, size) in [0, 1]: the share of each cell that ``mask`` (bool (H, W)) covers,
     as Pillow's BOX resize of the 0/1 mask computes it (the same cells; counted exactly here, from
     integer sums, instead of from a 4-byte-per-pixel float copy of the mask)."""
-    return mask_coverages(mask, [size])[size]
-
-
-def mask_coverages(mask: np.ndarray, sizes) -> dict[int, np.ndarray]:
-    """:func:`mask_coverage` at several sizes; the full-resolution pass along the rows runs once
-    when the coarser sizes' cells are unions of the finest size's (e.g. 128 and 256)."""
     h, w = mask.shape
-    out: dict[int, np.ndarray] = {}
-    finest = None  # the column ranges and row sums of the largest size counted so far
-    for size in sorted(set(int(s) for s in sizes), reverse=True):
-        if h < size or w < size:  # enlarging: Pillow itself (the mask is small)
-            out[size] = np.clip(lifting.resize_float(mask.astype(np.float32), (size, size), Image.BOX), 0.0, 1.0)
-            continue
-        (r_lo, r_hi), (c_lo, c_hi) = _box_ranges(h, size), _box_ranges(w, size)
-        if (finest is not None and np.array_equal(finest[0][1:], finest[1][:-1])  # the fine cells tile the row
-                and np.isin(c_lo, finest[0]).all() and np.isin(c_hi, finest[1]).all()):
-            f_lo, f_hi, f_band = finest  # sum whole fine cells: [first fine cell, last fine cell]
-            band = _range_sums(f_band, np.searchsorted(f_lo, c_lo), np.searchsorted(f_hi, c_hi) + 1, axis=1)
-        else:
-            band = _range_sums(mask.view(np.uint8), c_lo, c_hi, axis=1)  # (H, size): along rows first (fast)
-            finest = (c_lo, c_hi, band)
-        counts = _range_sums(band, r_lo, r_hi, axis=0)  # (size, size)
-        area = np.outer(r_hi - r_lo, c_hi - c_lo)
-        out[size] = (counts / area).astype(np.float32)
-    return out
+    if h == w == size:  # every cell is one pixel
+        return mask.astype(np.float32)
+    if h < size or w < size:  # enlarging: Pillow itself (the mask is small)
+        return np.clip(lifting.resize_float(mask.astype(np.float32), (size, size), Image.BOX), 0.0, 1.0)
+    (r_lo, r_hi), (c_lo, c_hi) = _box_ranges(h, size), _box_ranges(w, size)
+    band = _range_sums(mask.view(np.uint8), c_lo, c_hi, axis=1)  # (H, size): along rows first (fast)
+    counts = _range_sums(band, r_lo, r_hi, axis=0)  # (size, size)
+    return (counts / np.outer(r_hi - r_lo, c_hi - c_lo)).astype(np.float32)
 
 
 def resize_image(rgb: np.ndarray | None, size: int, *, rgb8: np.ndarray | Image.Image | None = None) -> np.ndarray:
@@ -141,7 +125,6 @@ def to_working_size(
     rgb8: np.ndarray | Image.Image | None = None,
     name: str = "image",
     require_both: bool = True,
-    weight: np.ndarray | None = None,
 ) -> Working:
     """Resize a composite and its mask to size×size (see the module docstring).
 
@@ -152,11 +135,10 @@ def to_working_size(
         mask: bool (H, W), 1 = foreground.
         require_both: raise :class:`InputError` when the mask leaves no foreground or no
             background at the working size (the Harmonizer); False keeps the mask as it is.
-        weight: ``mask_coverage(mask, size)`` when computed already (:func:`mask_coverages`).
     """
     s = int(size)
     composite = resize_image(rgb, s, rgb8=rgb8)
-    weight = mask_coverage(mask, s) if weight is None else weight
+    weight = mask_coverage(mask, s)
     binary = weight >= 0.5
     if not binary.any():  # a tiny object: every pixel it touches
         binary = weight > 1e-6

@@ -10,6 +10,7 @@ carries LeakyReLU(x). Module names and indices follow the published checkpoint l
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -123,9 +124,36 @@ class AttentionUNet(nn.Module):
         return self.model.model[3]
 
     def forward(self, x: Tensor, code: Tensor | None = None) -> Tensor:
-        if self.code_dim > 0:
-            if code is None:
-                raise ValueError("this generator is guided by a domain code; pass code=(B, L)")
-            maps = code.view(code.shape[0], -1, 1, 1).expand(-1, -1, x.shape[2], x.shape[3])
-            x = torch.cat([x, maps * self.weight.clamp(min=0.001)], 1)
-        return self.model(x)
+        if self.code_dim == 0:
+            return self.model(x)
+        if code is None:
+            raise ValueError("this generator is guided by a domain code; pass code=(B, L)")
+        # G reads cat[x, code maps]; the first convolution is linear and has no bias, so its
+        # output is conv(x) plus the response to the constant maps, which is computed once on a
+        # small tile instead of over the whole image (the same sum, without convolving a tensor
+        # five times the input's size).
+        first = self.first_layer
+        channels = x.shape[1]
+        y = F.conv2d(x, first.weight[:, :channels], None, first.stride, first.padding)
+        y = y + self._code_response(code * self.weight.clamp(min=0.001), first.weight[:, channels:], y.shape[2:])
+        for layer in self.model.model[1:]:
+            y = layer(y)
+        return y
+
+    def _code_response(self, code: Tensor, weight: Tensor, size) -> Tensor:
+        """The first convolution (4×4, stride 2, padding 1) of maps constant at ``code`` (B, L),
+        (B, C, *size): on an 8×8 tile the 4×4 result holds every case — a first or last output
+        row (or column) whose window reaches the zero padding, and the interior rows, all alike
+        — and is repeated to ``size``."""
+        tile = code[:, :, None, None].expand(-1, -1, 8, 8)
+        cases = F.conv2d(tile, weight, None, self.first_layer.stride, self.first_layer.padding)  # (B, C, 4, 4)
+        rows = _edge_interior_index(size[0], cases.device)
+        cols = _edge_interior_index(size[1], cases.device)
+        return cases.index_select(2, rows).index_select(3, cols)
+
+
+def _edge_interior_index(n: int, device) -> Tensor:
+    """Which of the tile's 4 output positions each of n positions repeats: 0, then 1 (interior), then 3."""
+    index = torch.ones(n, dtype=torch.long, device=device)
+    index[0], index[-1] = 0, 3
+    return index
