@@ -233,3 +233,23 @@ def test_statistics_hint_matches_a_float64_reference_and_reaches_the_generator()
         before = model(composite, mask)
         model.generator.first_layer.weight[:, 4:7].mul_(10)
         assert (model(composite, mask) - before).abs().max() > 1e-4
+
+
+def test_generator_reads_the_code_maps_as_the_concatenated_input_would():
+    """G's first convolution of the constant code maps is computed on a small tile: the output and
+    the gradients equal those of the published form, conv(cat[x, code maps]) (float64)."""
+    from bargainnet.models.generator import AttentionUNet
+
+    torch.manual_seed(0)
+    for size, levels in [(64, 6), (128, 7)]:
+        g = AttentionUNet(input_nc=4 + 16, ngf=8, num_downs=levels, code_dim=16).double().eval()
+        x = torch.randn(2, 4, size, size, dtype=torch.float64)
+        code = torch.randn(2, 16, dtype=torch.float64, requires_grad=True)
+        got = g(x, code)
+        maps = code[:, :, None, None].expand(-1, -1, size, size) * g.weight.clamp(min=0.001)
+        want = g.model(torch.cat([x, maps], 1))
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+        grads = torch.autograd.grad(got.square().sum(), [code, g.first_layer.weight])
+        wanted = torch.autograd.grad(want.square().sum(), [code, g.first_layer.weight])
+        for a, b in zip(grads, wanted):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
