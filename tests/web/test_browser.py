@@ -131,7 +131,9 @@ def test_harmonize_an_example_in_the_browser(browser, default_server, tmp_path):
     WebDriverWait(browser, WAIT_S).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#composite input[type=file]"))
     panel = browser.find_element(By.ID, "model-panel").text
     assert "ngf 16, 6 levels" in panel and "extractor width 16" in panel and "affine colour transform" in panel
-    assert "with radius 64; strength 0.7" in panel  # the bundled file's recommendations
+    assert "with radius 64; strength auto (measured per image" in panel  # the bundled file's recommendations
+    measure = browser.find_element(By.CSS_SELECTOR, "#strength-auto input[type=checkbox]")
+    assert measure.is_selected()  # so the page measures the strength per image, as the file recommends
     original, inside = bio.load_image(str(COMPOSITE)).rgb8, read_mask(MASK)
 
     # 1. composite + mask -> the result appears (slider) and downloads at full resolution.
@@ -149,7 +151,7 @@ def test_harmonize_an_example_in_the_browser(browser, default_server, tmp_path):
     np.testing.assert_array_equal(result[~inside], original[~inside])
     assert np.abs(result[inside].astype(int) - original[inside]).mean() > 0.5
 
-    # 1b. the strength slider at 0: the same request gives back the input's pixels.
+    # 1b. the box unticked and the strength slider at 0: the same request gives back the input's pixels.
     def set_strength(value: str) -> None:
         box = browser.find_element(By.CSS_SELECTOR, "#strength input[type=number]")
         box.clear()
@@ -157,6 +159,7 @@ def test_harmonize_an_example_in_the_browser(browser, default_server, tmp_path):
         time.sleep(0.3)
 
     previous = _download_href(browser)
+    measure.click()
     set_strength("0")
     _click_harmonize(browser)
     _download_href(browser, other_than=previous)  # the new result has arrived
