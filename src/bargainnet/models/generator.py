@@ -130,8 +130,8 @@ class AttentionUNet(nn.Module):
             raise ValueError("this generator is guided by a domain code; pass code=(B, L)")
         # G reads cat[x, code maps]; the first convolution is linear and has no bias, so its
         # output is conv(x) plus the response to the constant maps, which is computed once on a
-        # small tile instead of over the whole image (the same sum, without convolving a tensor
-        # five times the input's size).
+        # small tile instead of over the whole image (the same sum, without convolving L more
+        # channels at full size).
         first = self.first_layer
         channels = x.shape[1]
         y = F.conv2d(x, first.weight[:, :channels], None, first.stride, first.padding)
