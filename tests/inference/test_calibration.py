@@ -109,6 +109,24 @@ def test_the_fallback_when_nothing_can_be_measured():
     assert calls == [3]  # only the first case reached the network
 
 
+def test_a_foreground_changed_little_more_than_its_unperturbed_background_gets_less():
+    photo, mask = scene()
+    output = photo.copy()
+    output[mask] = np.clip(photo[mask] * 0.8 + 0.1, 0, 1)
+    calls = []
+
+    def network(comps, masks):  # undoes any perturbation, and moves every pixel by 0.02
+        calls.append(len(comps))
+        return comps + (photo[None] - comps) + 0.02
+
+    base = dict(scale=1.0, min_strength=0.0, max_strength=2.0, placements=2)
+    plain = measured_strength(photo, mask, output, network, Calibration(**base))
+    rho = float(np.sqrt(np.mean((output[mask] - photo[mask]) ** 2))) / 0.02  # foreground change / unperturbed patches' change
+    assert measured_strength(photo, mask, output, network, Calibration(**base, null_ratio=rho / 2)) == pytest.approx(plain)
+    assert measured_strength(photo, mask, output, network, Calibration(**base, null_ratio=rho * 4)) == pytest.approx(plain / 4)
+    assert calls == [2, 4, 4]  # the unperturbed patches share the perturbed ones' batch
+
+
 def test_measuring_at_a_smaller_size():
     photo, mask = scene()
     output = photo.copy()
@@ -133,10 +151,11 @@ def test_measuring_at_a_smaller_size():
 
 def test_calibration_settings_are_checked():
     assert Calibration.from_dict({}).to_dict() == {"scale": 0.6, "max_strength": 0.9, "placements": 3, "fallback": 0.7,
-                                                "min_strength": 0.4, "size": 0}
+                                                "min_strength": 0.4, "size": 0, "null_ratio": 0.0}
     for bad, match in (({"scale": 0}, "scale"), ({"max_strength": 3}, "max_strength"), ({"max_strength": 0.2}, "above max_strength"), ({"placements": 0}, "placements"),
                        ({"placements": 2.0}, "placements"), ({"fallback": -1}, "fallback"), ({"width": 3}, "unknown"), ({"size": -64}, "size"),
-                       ({"min_strength": 0.5, "max_strength": 0.4}, "above max_strength")):
+                       ({"min_strength": 0.5, "max_strength": 0.4}, "above max_strength"), ({"null_ratio": -1}, "null_ratio"),
+                       ({"null_ratio": True}, "null_ratio")):
         with pytest.raises(InputError, match=match):
             Calibration.from_dict(bad)
 

@@ -13,7 +13,10 @@ placement leaves enough free background (a foreground covering most of the image
 strength is used.
 
 It costs one more network call per image (all placements in one batch), at the working size or, with
-the settings' ``size``, at a fraction of it.
+the settings' ``size``, at a fraction of it. With ``null_ratio`` the same batch also holds each patch
+left unperturbed: how much the network changes a patch that needs nothing is the yardstick for its
+change on the real foreground, and a foreground changed not much more than that is most likely
+harmonious already, so its strength is lowered in proportion.
 """
 
 from __future__ import annotations
@@ -93,24 +96,40 @@ def measured_strength(
         network: runs the network on pseudo-composites (see :data:`Network`).
         settings: the strength is ``clip(scale * k, min_strength, max_strength)`` for the factor k pooled
             over up to ``placements`` patches (measured at ``size``); ``fallback`` when nothing can
-            be measured.
+            be measured; times ``min(1, rho / null_ratio)`` when ``null_ratio`` > 0 (see
+            :class:`~bargainnet.models.base.Calibration`).
     """
     composite, mask, output = downsized(composite, mask, output, settings.size)
     moved = placements(mask, settings.placements) if mask.any() else []
-    inverse = inverse_map(colour_map(composite[mask], output[mask])) if moved else None
-    if inverse is None:
+    if not moved:
         return float(settings.fallback)
+    inverse = inverse_map(colour_map(composite[mask], output[mask]))
     pseudo = np.repeat(composite[None], len(moved), axis=0)
-    for p, m in zip(pseudo, moved):
-        p[m] = np.clip(_with_ones(composite[m]) @ inverse, 0.0, 1.0)
-    result = network(pseudo, np.stack(moved))
-    num = den = 0.0
-    for p, r, m in zip(pseudo, result, moved):
-        free = m & ~mask
-        change = (r[free] - p[free]).astype(np.float64)
-        needed = (composite[free] - p[free]).astype(np.float64)
-        num += float((change * needed).sum())
-        den += float((change * change).sum())
-    if den <= 1e-9:
-        return float(settings.fallback)
-    return float(np.clip(settings.scale * num / den, settings.min_strength, settings.max_strength))
+    if inverse is not None:
+        for p, m in zip(pseudo, moved):
+            p[m] = np.clip(_with_ones(composite[m]) @ inverse, 0.0, 1.0)
+    null = settings.null_ratio > 0
+    batch = np.concatenate([pseudo, composite[None].repeat(len(moved), axis=0)]) if null else pseudo
+    result = network(batch, np.stack(moved * (2 if null else 1))) if (inverse is not None or null) else None
+    strength = float(settings.fallback)
+    if inverse is not None:
+        num = den = 0.0
+        for p, r, m in zip(pseudo, result, moved):
+            free = m & ~mask
+            change = (r[free] - p[free]).astype(np.float64)
+            needed = (composite[free] - p[free]).astype(np.float64)
+            num += float((change * needed).sum())
+            den += float((change * change).sum())
+        if den > 1e-9:
+            strength = float(np.clip(settings.scale * num / den, settings.min_strength, settings.max_strength))
+    if null:  # the foreground's change against the network's change on the unperturbed patches
+        frees = [m & ~mask for m in moved]
+        patch = np.concatenate([(r[f] - composite[f]).ravel() for r, f in zip(result[len(moved):], frees)])
+        foreground = (output[mask] - composite[mask]).ravel()
+        rho = _rms(foreground) / max(_rms(patch), 1e-6)
+        strength *= min(1.0, rho / settings.null_ratio)
+    return strength
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0

@@ -428,8 +428,9 @@ class Harmonizer:
         if self.strength != AUTO_STRENGTH:
             return f"{self.strength:g}"
         c = self.calibration
+        null = f", scaled down below {c.null_ratio:g} x the change on an unperturbed patch" if c.null_ratio else ""
         return (f"auto (measured per image on {c.placements} background patch{'es' if c.placements > 1 else ''}: "
-                f"{c.scale:g} x the factor, from {c.min_strength:g} to {c.max_strength:g}; {c.fallback:g} when none fits)")
+                f"{c.scale:g} x the factor, from {c.min_strength:g} to {c.max_strength:g}{null}; {c.fallback:g} when none fits)")
 
     # -- preparing inputs ------------------------------------------------------------------------
     def _working(self, image: bio.ImageData, mask: np.ndarray, size: int, **kwargs) -> Working:

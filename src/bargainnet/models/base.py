@@ -164,8 +164,13 @@ class Calibration:
     a strength: ``clip(scale * k, min_strength, max_strength)`` over ``placements`` background
     patches (pooled), or ``fallback`` when no patch can be placed; ``size``: the patches are
     measured at this size (the working size divided by a whole number; 0 = the working size
-    itself), which makes the extra network call cheaper. The defaults were chosen for the bundled
-    default model on the validation set (docs/evaluation.md, fourteenth session)."""
+    itself), which makes the extra network call cheaper. ``null_ratio`` > 0 also runs the network
+    on each patch left unperturbed (in the same batch) and scales the strength by
+    ``min(1, rho / null_ratio)``, rho being the network's change on the foreground relative to
+    its change there (root mean squares): a foreground the network changes no more than a patch
+    of the image's own background is most likely harmonious already; 0 = off. The defaults were
+    chosen for the bundled default model on the validation set (docs/evaluation.md, fourteenth
+    session)."""
 
     scale: float = 0.6
     max_strength: float = 0.9
@@ -173,6 +178,7 @@ class Calibration:
     fallback: float = 0.7
     min_strength: float = 0.4
     size: int = 0
+    null_ratio: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not 0 < self.scale <= 4:
@@ -184,6 +190,8 @@ class Calibration:
             raise InputError(f"calibration min_strength {self.min_strength:g} is above max_strength {self.max_strength:g}")
         if isinstance(self.placements, bool) or not isinstance(self.placements, int) or not 1 <= self.placements <= 15:
             raise InputError(f"calibration placements must be a whole number from 1 to 15, got {self.placements!r}")
+        if isinstance(self.null_ratio, bool) or not isinstance(self.null_ratio, (int, float)) or not 0 <= self.null_ratio <= 100:
+            raise InputError(f"calibration null_ratio must be a number from 0 (off) to 100, got {self.null_ratio!r}")
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
             raise InputError(f"calibration size must be a whole number >= 0 (0 = the working size), got {self.size!r}")
 
