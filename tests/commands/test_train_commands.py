@@ -71,10 +71,10 @@ def test_export_weights_round_trip(cli_run, tmp_path):
     assert load_weights(soft).inference_settings == {"lift_radius": 16, "strength": 0.8}
     measured = tmp_path / "auto.safetensors"
     assert main(["export-weights", str(cli_run), "-o", str(measured), "--strength", "auto",
-                 "--calibration", "scale=0.9,placements=1"]) == 0
+                 "--calibration", "scale=0.9,placements=1,null_ratio=2.5"]) == 0
     assert load_weights(measured).inference_settings == {
         "strength": "auto", "calibration": {"scale": 0.9, "max_strength": 0.9, "placements": 1, "fallback": 0.7,
-                                            "min_strength": 0.4, "size": 0}}
+                                            "min_strength": 0.4, "size": 0, "null_ratio": 2.5}}
     assert main(["export-weights", str(cli_run), "-o", str(tmp_path / "x.safetensors"), "--calibration", "scale=1"]) != 0
     assert not (tmp_path / "x.safetensors").exists()
 

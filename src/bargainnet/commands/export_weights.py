@@ -34,8 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(harmonize's default for it)")
     parser.add_argument("--calibration", type=calibration_setting, metavar="K=V,...",
                         help="with --strength auto: how the measurement becomes a strength, e.g. "
-                             "scale=0.6,min_strength=0.4,max_strength=0.9,placements=3,size=64 (omitted fields: the "
-                             "defaults, chosen for the bundled default model)")
+                             "scale=0.6,min_strength=0.4,max_strength=0.9,placements=3,size=64,null_ratio=4 "
+                             "(omitted fields: the defaults of bargainnet.models.base.Calibration)")
 
 
 def run(args: argparse.Namespace) -> int:
