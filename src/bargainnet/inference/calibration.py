@@ -104,13 +104,15 @@ def measured_strength(
     if not moved:
         return float(settings.fallback)
     inverse = inverse_map(colour_map(composite[mask], output[mask]))
+    null = settings.null_ratio > 0
+    if inverse is None and not null:
+        return float(settings.fallback)
     pseudo = np.repeat(composite[None], len(moved), axis=0)
     if inverse is not None:
         for p, m in zip(pseudo, moved):
             p[m] = np.clip(_with_ones(composite[m]) @ inverse, 0.0, 1.0)
-    null = settings.null_ratio > 0
     batch = np.concatenate([pseudo, composite[None].repeat(len(moved), axis=0)]) if null else pseudo
-    result = network(batch, np.stack(moved * (2 if null else 1))) if (inverse is not None or null) else None
+    result = network(batch, np.stack(moved * (2 if null else 1)))
     strength = float(settings.fallback)
     if inverse is not None:
         num = den = 0.0
