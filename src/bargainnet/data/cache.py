@@ -31,7 +31,7 @@ from PIL import Image
 
 from ..errors import InputError, OutputError
 from ..io import atomic_copy, atomic_save_pil, make_folder
-from .cache_index import CACHE_DIRNAME, INDEX, CacheIndex, find_cache  # noqa: F401 - re-exported
+from .cache_index import CACHE_DIRNAME, INDEX, CacheIndex
 
 
 def _target_size(w: int, h: int, short_side: int) -> tuple[int, int]:
