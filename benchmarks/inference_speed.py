@@ -1,7 +1,10 @@
 """End-to-end CPU time and peak memory of ``bargainnet harmonize``'s path (read; harmonize = network,
 inharmony before and after, back to full resolution; write) for several models in one run, and the
 network's latency at the working size. The last column times the Python API's image-only call,
-``harmonizer(path, mask_path)``, which measures no inharmony unless asked to.
+``harmonizer(path, mask_path)``, which measures no inharmony unless asked to. A third table times
+folder mode: 16 composites of 256×256 (the photo with 16 masks and foreground tints) through
+``Harmonizer.iter_batch`` at ``--batch-size`` (what ``bargainnet harmonize`` does with a folder,
+less the writing), per image.
 
 Each measurement runs in a fresh Python process so that its peak resident memory is its own.
 Models are ``NAME=SPEC`` where SPEC is a weights file or ``paper`` (the paper's architecture,
@@ -59,6 +62,27 @@ def make_inputs(folder: Path, photo: Path | None) -> None:
         yy, xx = np.mgrid[0:h, 0:w]
         mask = ((yy - 0.55 * h) / (0.25 * h)) ** 2 + ((xx - 0.45 * w) / (0.2 * w)) ** 2 < 1
         Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{name}_mask.png")
+
+
+FOLDER = 16  # composites in the folder-mode case
+
+
+def make_folder_inputs(folder: Path) -> list[tuple[Path, Path]]:
+    """FOLDER composites of 256×256: the 256×256 case's photo with an ellipse mask at 16 places,
+    each foreground tinted differently (so that each measures its own strength)."""
+    photo = np.asarray(Image.open(folder / "256x256.jpg").convert("RGB")).astype(np.float32)
+    yy, xx = np.mgrid[0:256, 0:256]
+    pairs = []
+    for k in range(FOLDER):
+        cy, cx = 64 + 128 * ((k // 4) / 3), 64 + 128 * ((k % 4) / 3)
+        mask = ((yy - cy) / 48) ** 2 + ((xx - cx) / 40) ** 2 < 1
+        tint = np.array([1 + 0.05 * (k % 5 - 2), 1 - 0.04 * (k % 3 - 1), 1 + 0.06 * (k % 4 - 1.5)], np.float32)
+        comp = photo.copy()
+        comp[mask] = np.clip(comp[mask] * tint, 0, 255)
+        pairs.append((folder / f"folder_{k:02d}.png", folder / f"folder_{k:02d}_mask.png"))
+        Image.fromarray(comp.astype(np.uint8)).save(pairs[-1][0])
+        Image.fromarray(mask.astype(np.uint8) * 255).save(pairs[-1][1])
+    return pairs
 
 
 def _peak_mib() -> float:
@@ -131,6 +155,25 @@ def child_end_to_end(args) -> dict:
             "peak_mib": _peak_mib(), "model_mib": rss_model}
 
 
+def child_folder(args) -> dict:
+    """Folder mode: the FOLDER composites through ``iter_batch`` (read + harmonize, no writing), per image."""
+    import torch
+
+    from bargainnet.inference import Harmonizer
+
+    torch.set_num_threads(args.threads)
+    harmonizer = Harmonizer(_model(args.spec), batch_size=args.batch_size)
+    pairs = make_folder_inputs(Path(args.tmp))
+    times = []
+    for i in range(args.repeats + 1):  # the first run warms up and is not counted
+        t0 = time.perf_counter()
+        outcomes = list(harmonizer.iter_batch(pairs))
+        if i:
+            times.append((time.perf_counter() - t0) / len(pairs))
+        assert all(o.ok for o in outcomes), [o.message for o in outcomes if not o.ok]
+    return {"per_image": statistics.median(times), "batch_size": args.batch_size, "peak_mib": _peak_mib()}
+
+
 def child_network(args) -> dict:
     """Network-only latency at the model's working size, batch 1 (harmonize + both inharmony codes)."""
     import torch
@@ -182,15 +225,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--net-repeats", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=4, help="images per network call in the folder-mode case")
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
-    parser.add_argument("--child", choices=("e2e", "net"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("e2e", "net", "folder"), help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="pytorch", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        result = child_end_to_end(args) if args.child == "e2e" else child_network(args)
+        result = {"e2e": child_end_to_end, "net": child_network, "folder": child_folder}[args.child](args)
         print(json.dumps(result))
         return 0
 
@@ -227,6 +271,12 @@ def main(argv=None) -> int:
             for backend in backends:
                 r = _spawn(["--child", "net", "--backend", backend, "--repeats", str(args.net_repeats)], args, name, spec)
                 print(f"| {name} | {r['size']} | {backend} | {r['ms']:.1f} | {r['min_ms']:.1f} |", flush=True)
+        print(f"\n| folder mode: {FOLDER} composites of 256×256, `iter_batch` | batch size | seconds per image | peak RSS (MiB) |")
+        print("|---|---|---|---|")
+        for name, spec in models:
+            r = _spawn(["--child", "folder", "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)],
+                       args, name, spec)
+            print(f"| {name} | {r['batch_size']} | {r['per_image']:.4f} | {r['peak_mib']:.0f} |", flush=True)
         print(f"\nload average at end {os.getloadavg()[0]:.2f}")
     return 0
 

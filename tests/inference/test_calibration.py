@@ -13,7 +13,14 @@ from skimage import data as skdata
 from bargainnet.cli import main
 from bargainnet.errors import InputError
 from bargainnet.inference import Harmonizer
-from bargainnet.inference.calibration import colour_map, downsized, inverse_map, measured_strength, placements
+from bargainnet.inference.calibration import (
+    colour_map,
+    downsized,
+    inverse_map,
+    measured_strength,
+    measured_strengths,
+    placements,
+)
 from bargainnet.models.bargainnet import BargainNet, BargainNetConfig
 from bargainnet.models.base import Calibration
 from bargainnet.models.convert import load_weights, save_weights
@@ -149,6 +156,42 @@ def test_measuring_at_a_smaller_size():
     assert sizes == [32]
 
 
+def test_several_images_are_measured_in_one_network_call():
+    photo, mask = scene()
+    images = []
+    for gain in (0.8, 0.6):
+        output = photo.copy()
+        output[mask] = np.clip(photo[mask] * gain + 0.1, 0, 1)
+        images.append((photo, mask, output))
+    big = np.ones_like(mask)
+    big[:4] = False
+    images.insert(1, (photo, big, images[0][2]))  # no room for a patch: the fallback, no patch
+    settings = Calibration(scale=1.0, min_strength=0.0, max_strength=2.0, placements=2, fallback=0.55, null_ratio=0.5)
+
+    def network(comps, masks):  # a different answer per image: moves each patch by a share of the way
+        calls.append(len(comps))
+        share = np.array([0.5 + 0.1 * k for k in range(len(comps))])[:, None, None, None]
+        return comps + share * (photo[None] - comps) + 0.01
+
+    calls = []
+    together = measured_strengths(images, network, settings)
+    assert calls == [4 + 4]  # two images measured, two patches each, perturbed and unperturbed
+    one_by_one = []
+    for image in images:  # the same pseudo-composites at the same positions of their own batches
+        calls = []
+        one_by_one.append(measured_strength(*image, network, settings))
+    assert together[1] == 0.55
+    assert together[0] == pytest.approx(one_by_one[0]) and together[0] > 0
+    assert together[2] != pytest.approx(one_by_one[2])  # its patches took the next rows' shares ...
+
+    def same_share(comps, masks):  # ... while a network that treats every row alike gives the same
+        return comps + 0.7 * (photo[None] - comps) + 0.01
+
+    assert measured_strengths(images, same_share, settings) == pytest.approx(
+        [measured_strength(*image, same_share, settings) for image in images])
+    assert measured_strengths([], network, settings) == []
+
+
 def test_calibration_settings_are_checked():
     assert Calibration.from_dict({}).to_dict() == {"scale": 0.6, "max_strength": 0.9, "placements": 3, "fallback": 0.7,
                                                 "min_strength": 0.4, "size": 0, "null_ratio": 0.0}
@@ -181,6 +224,17 @@ def test_auto_strength_through_the_harmonizer(weights, tmp_path):
     assert Harmonizer.from_pretrained(weights, calibration=calibration).harmonize(comp, mask, strength="auto").strength \
         == result.strength
     assert 0.4 <= Harmonizer.from_pretrained(weights).harmonize(comp, mask, strength="auto").strength <= 0.9  # defaults
+    # a batch measures all its images in one more network call, with the same strengths as one by one
+    other = np.clip(photo * [0.8, 1.0, 1.2], 0, 255).astype(np.uint8)
+    other_mask = np.zeros_like(mask)
+    other_mask[40:80, 60:110] = True
+    pairs = [(comp, mask), (other, other_mask), (comp, mask)]
+    batched = list(Harmonizer.from_pretrained(weights, strength="auto", calibration=calibration, batch_size=3).iter_batch(pairs))
+    single = list(Harmonizer.from_pretrained(weights, strength="auto", calibration=calibration, batch_size=1).iter_batch(pairs))
+    assert [b.result.strength for b in batched] == pytest.approx([s.result.strength for s in single], abs=1e-4)
+    assert batched[0].result.strength == pytest.approx(result.strength, abs=1e-4)
+    assert [r.strength for r in h.process([h.prepare(*p) for p in pairs])] == pytest.approx(
+        [b.result.strength for b in batched], abs=1e-4)
     # background harmonization has no measurement: the fallback
     assert h.process([h.prepare(comp, mask)], target="background")[0].strength == 0.7
     # a weights file may recommend it; the ONNX backend measures the same

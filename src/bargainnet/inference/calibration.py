@@ -12,7 +12,8 @@ real foreground, scaled and clipped (:class:`~bargainnet.models.base.Calibration
 placement leaves enough free background (a foreground covering most of the image) the fallback
 strength is used.
 
-It costs one more network call per image (all placements in one batch), at the working size or, with
+It costs one more network call per image (all placements in one batch; several images' in one
+call with :func:`measured_strengths`), at the working size or, with
 the settings' ``size``, at a fraction of it. With ``null_ratio`` the same batch also holds each patch
 left unperturbed: how much the network changes a patch that needs nothing is the yardstick for its
 change on the real foreground, and a foreground changed not much more than that is most likely
@@ -21,7 +22,7 @@ harmonious already, so its strength is lowered in proportion.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -81,6 +82,84 @@ def downsized(composite: np.ndarray, mask: np.ndarray, output: np.ndarray, size:
     return shrink(composite), shrink(mask.astype(np.float32)) >= 0.5, shrink(output)
 
 
+class _Measurement:
+    """One image's calibration: the pseudo-composites it asks the network to harmonize (``batch``)
+    and, from the network's outputs for them, its strength (:meth:`strength`)."""
+
+    def __init__(self, composite: np.ndarray, mask: np.ndarray, output: np.ndarray, settings: Calibration):
+        self.settings = settings
+        self.composite, self.mask, self.output = downsized(composite, mask, output, settings.size)
+        self.moved = placements(self.mask, settings.placements) if self.mask.any() else []
+        self.null = settings.null_ratio > 0
+        self.inverse = inverse_map(colour_map(self.composite[self.mask], self.output[self.mask])) if self.moved else None
+        if self.inverse is None and not self.null:
+            self.moved = []  # nothing to measure: the fallback
+        self.pseudo = np.repeat(self.composite[None], len(self.moved), axis=0)
+        if self.inverse is not None:
+            for p, m in zip(self.pseudo, self.moved):
+                p[m] = np.clip(_with_ones(self.composite[m]) @ self.inverse, 0.0, 1.0)
+
+    def batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """The composites (N, s, s, 3) and masks (N, s, s) to harmonize; N = 0 when nothing can be measured."""
+        if not self.moved:
+            return self.pseudo, np.zeros((0, *self.mask.shape), bool)
+        copies = 2 if self.null else 1
+        images = np.concatenate([self.pseudo, self.composite[None].repeat(len(self.moved), axis=0)]) if self.null else self.pseudo
+        return images, np.stack(self.moved * copies)
+
+    def strength(self, result: np.ndarray) -> float:
+        """The strength from the network's outputs for :meth:`batch`."""
+        settings, composite, mask = self.settings, self.composite, self.mask
+        strength = float(settings.fallback)
+        if not self.moved:
+            return strength
+        if self.inverse is not None:
+            num = den = 0.0
+            for p, r, m in zip(self.pseudo, result, self.moved):
+                free = m & ~mask
+                change = (r[free] - p[free]).astype(np.float64)
+                needed = (composite[free] - p[free]).astype(np.float64)
+                num += float((change * needed).sum())
+                den += float((change * change).sum())
+            if den > 1e-9:
+                strength = float(np.clip(settings.scale * num / den, settings.min_strength, settings.max_strength))
+        if self.null:  # the foreground's change against the network's change on the unperturbed patches
+            frees = [m & ~mask for m in self.moved]
+            patch = np.concatenate([(r[f] - composite[f]).ravel() for r, f in zip(result[len(self.moved):], frees)])
+            foreground = (self.output[mask] - composite[mask]).ravel()
+            rho = _rms(foreground) / max(_rms(patch), 1e-6)
+            strength *= min(1.0, rho / settings.null_ratio)
+        return strength
+
+
+def measured_strengths(
+    images: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    network: Network,
+    settings: Calibration = Calibration(),
+) -> list[float]:
+    """The strengths of several images, their pseudo-composites harmonized in one network call.
+
+    Args:
+        images: (composite, mask, output) per image at the working size: float (S, S, 3) in
+            [0, 1], bool (S, S) foreground, the network's output for them (S may differ between
+            images only when the settings' ``size`` brings them to one size).
+        network: runs the network on pseudo-composites (see :data:`Network`).
+        settings: the strength is ``clip(scale * k, min_strength, max_strength)`` for the factor k pooled
+            over up to ``placements`` patches (measured at ``size``); ``fallback`` when nothing can
+            be measured; times ``min(1, rho / null_ratio)`` when ``null_ratio`` > 0 (see
+            :class:`~bargainnet.models.base.Calibration`).
+    """
+    measurements = [_Measurement(c, m, o, settings) for c, m, o in images]
+    batches = [m.batch() for m in measurements]
+    sizes = [len(masks) for _, masks in batches]
+    results = np.zeros((0,))
+    if any(sizes):
+        results = network(np.concatenate([b[0] for b in batches if len(b[1])]),
+                          np.concatenate([b[1] for b in batches if len(b[1])]))
+    starts = np.cumsum([0] + sizes)
+    return [m.strength(results[a:b]) for m, a, b in zip(measurements, starts[:-1], starts[1:])]
+
+
 def measured_strength(
     composite: np.ndarray,
     mask: np.ndarray,
@@ -88,49 +167,10 @@ def measured_strength(
     network: Network,
     settings: Calibration = Calibration(),
 ) -> float:
-    """The strength for one image at the working size (see the module's docstring).
-
-    Args:
-        composite: float (S, S, 3) in [0, 1]; mask: bool (S, S) foreground; output: the
-            network's output for them, float (S, S, 3) in [0, 1].
-        network: runs the network on pseudo-composites (see :data:`Network`).
-        settings: the strength is ``clip(scale * k, min_strength, max_strength)`` for the factor k pooled
-            over up to ``placements`` patches (measured at ``size``); ``fallback`` when nothing can
-            be measured; times ``min(1, rho / null_ratio)`` when ``null_ratio`` > 0 (see
-            :class:`~bargainnet.models.base.Calibration`).
-    """
-    composite, mask, output = downsized(composite, mask, output, settings.size)
-    moved = placements(mask, settings.placements) if mask.any() else []
-    if not moved:
-        return float(settings.fallback)
-    inverse = inverse_map(colour_map(composite[mask], output[mask]))
-    null = settings.null_ratio > 0
-    if inverse is None and not null:
-        return float(settings.fallback)
-    pseudo = np.repeat(composite[None], len(moved), axis=0)
-    if inverse is not None:
-        for p, m in zip(pseudo, moved):
-            p[m] = np.clip(_with_ones(composite[m]) @ inverse, 0.0, 1.0)
-    batch = np.concatenate([pseudo, composite[None].repeat(len(moved), axis=0)]) if null else pseudo
-    result = network(batch, np.stack(moved * (2 if null else 1)))
-    strength = float(settings.fallback)
-    if inverse is not None:
-        num = den = 0.0
-        for p, r, m in zip(pseudo, result, moved):
-            free = m & ~mask
-            change = (r[free] - p[free]).astype(np.float64)
-            needed = (composite[free] - p[free]).astype(np.float64)
-            num += float((change * needed).sum())
-            den += float((change * change).sum())
-        if den > 1e-9:
-            strength = float(np.clip(settings.scale * num / den, settings.min_strength, settings.max_strength))
-    if null:  # the foreground's change against the network's change on the unperturbed patches
-        frees = [m & ~mask for m in moved]
-        patch = np.concatenate([(r[f] - composite[f]).ravel() for r, f in zip(result[len(moved):], frees)])
-        foreground = (output[mask] - composite[mask]).ravel()
-        rho = _rms(foreground) / max(_rms(patch), 1e-6)
-        strength *= min(1.0, rho / settings.null_ratio)
-    return strength
+    """The strength for one image at the working size (see :func:`measured_strengths` and the
+    module's docstring): composite float (S, S, 3) in [0, 1], mask bool (S, S), output the
+    network's output for them."""
+    return measured_strengths([(composite, mask, output)], network, settings)[0]
 
 
 def _rms(x: np.ndarray) -> float:

@@ -644,12 +644,31 @@ class Harmonizer:
         """The strength "auto" gives ``item``, whose network output at the working size is
         ``output_low``: measured on its own background (one more network call); for a background
         harmonization, the calibration's fallback."""
-        if target != "foreground":
-            return self.calibration.fallback
-        from .calibration import measured_strength
+        return self.measure_strengths([item], [output_low], target)[0]
 
-        return measured_strength(item.composite_low, item.mask_low, output_low,
-                                 lambda comps, masks: self._run_arrays(list(comps), list(masks))[0], self.calibration)
+    def measure_strengths(self, items: Sequence[Prepared], outputs_low: Sequence[np.ndarray],
+                          target: str = "foreground") -> list[float]:
+        """:meth:`measure_strength` of several items, their calibration patches in one network call."""
+        if target != "foreground":
+            return [float(self.calibration.fallback)] * len(items)
+        from .calibration import measured_strengths
+
+        return measured_strengths([(item.composite_low, item.mask_low, out) for item, out in zip(items, outputs_low)],
+                                  lambda comps, masks: self._run_arrays(list(comps), list(masks))[0], self.calibration)
+
+    def _strengths(self, items: Sequence[Prepared], outputs_low, befores, target: str, min_inharmony, strength) -> list:
+        """The ``strength`` to give :meth:`finish` for each item of one network call: when it is "auto",
+        measured for all the items that will not be skipped in one more call; else as given."""
+        setting = check_strength_setting(self.strength if strength is None else strength)
+        if setting != AUTO_STRENGTH or target != "foreground":
+            return [strength] * len(items)
+        threshold = self.min_inharmony if min_inharmony is None else min_inharmony
+        todo = [k for k, before in enumerate(befores) if threshold is None or not before < threshold]
+        strengths: list = [strength] * len(items)  # a skipped item's strength is never used
+        measured = self.measure_strengths([items[k] for k in todo], [outputs_low[k] for k in todo]) if todo else []
+        for k, value in zip(todo, measured):
+            strengths[k] = value
+        return strengths
 
     def _full_resolution(self, item: Prepared, output_low: np.ndarray, target: str, region: np.ndarray, params,
                          strength: float):
@@ -713,10 +732,11 @@ class Harmonizer:
             outs, before, after, params = self.run_network(chunk, target=target)
             if scores:
                 before = self._canonical_before(chunk, before)
-            for item, out, b, a, p in zip(chunk, outs, before, after, params):
+            strengths = self._strengths(chunk, outs, before, target, min_inharmony, strength)
+            for item, out, b, a, p, s in zip(chunk, outs, before, after, params, strengths):
                 results.append(
                     self.finish(item, out, float(b), float(a), target=target, min_inharmony=min_inharmony, params=p,
-                                keep_if_worse=keep_if_worse, scores=scores, strength=strength)
+                                keep_if_worse=keep_if_worse, scores=scores, strength=s)
                 )
         return results
 
@@ -768,24 +788,27 @@ class Harmonizer:
         if not prepared:
             return outcomes
         items = [item for _, item in prepared]
+        strengths = None  # set when the items are finished (images, or scores on the canonical scale)
         try:
             if output == "inharmony":
                 distances = self._inharmony(items)
             else:
                 outs, befores, afters, params = self.run_network(items, target=target)
                 befores = self._canonical_before(items, befores)
+                if output == "image" or (output == "scores" and self.scores_canonically):
+                    strengths = self._strengths(items, outs, befores, target, min_inharmony, None)
         except Exception as err:  # noqa: BLE001
             for outcome, _ in prepared:
                 outcome.error = err
             return outcomes
         for k, (outcome, item) in enumerate(prepared):
             try:
-                if output == "image" or (output == "scores" and self.scores_canonically):
+                if strengths is not None:
                     # "scores" on the canonical scale measure the full-resolution result, as
                     # harmonize reports it, then drop the pixels.
                     result = self.finish(
                         item, outs[k], float(befores[k]), float(afters[k]), target=target,
-                        min_inharmony=min_inharmony, params=params[k], keep_if_worse=keep_if_worse,
+                        min_inharmony=min_inharmony, params=params[k], keep_if_worse=keep_if_worse, strength=strengths[k],
                     )
                     if output == "scores":
                         result.image = result.composite = result.rgb8 = result.alpha = None
