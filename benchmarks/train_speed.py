@@ -66,7 +66,7 @@ def measure(config, batch: int, precision: str, device: str, channels_last: bool
 
     def step():
         with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
-            loss = _loss(module, batch_dict)
+            loss = module.step_loss(batch_dict)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -86,18 +86,6 @@ def measure(config, batch: int, precision: str, device: str, channels_last: bool
     peak = torch.cuda.max_memory_allocated() / 2**30 if device_type == "cuda" else float("nan")
     best = min(times)
     return {"s_per_step": med, "img_per_s": batch / med, "best_img_per_s": batch / best, "warmup_s": warm_s, "peak_gib": peak}
-
-
-def _loss(module, batch):
-    """The loss of ``BargainNetModule.training_step`` without Lightning's logging."""
-    from bargainnet.training.losses import bargainnet_loss
-
-    c, m, r = batch["composite"], batch["mask"], batch["real"]
-    if module.needs_triplet_codes:
-        outputs = module.model.training_forward(c, m, r)
-    else:
-        outputs = {"harmonized": module.model(c, m)}
-    return bargainnet_loss(outputs, r, module.cfg.loss)[0]
 
 
 def main() -> None:

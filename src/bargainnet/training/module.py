@@ -186,7 +186,8 @@ class BargainNetModule(L.LightningModule):
         # Dropout draws depend on (seed, step, rank) only: resuming at step N reproduces them.
         torch.manual_seed(_seed_from(self.cfg.trainer.seed, self.global_step, self.global_rank))
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def step_loss(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss a training step optimises on ``batch``: the total and its components."""
         composite, mask, real = self._inputs(batch)
         if self.needs_triplet_codes:
             outputs = self.model.training_forward(composite, mask, real)
@@ -197,10 +198,13 @@ class BargainNetModule(L.LightningModule):
         outputs.update(self._teacher_outputs(composite, mask, real))
         # bf16 autocast leaves codes in bf16 (3 significant digits): take the loss in fp32
         outputs = {k: v.float() for k, v in outputs.items()}
-        total, parts = bargainnet_loss(outputs, real.float(), self.cfg.loss, mask.float(), composite.float())
+        return bargainnet_loss(outputs, real.float(), self.cfg.loss, mask.float(), composite.float())
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        total, parts = self.step_loss(batch)
         if self.cfg.trainer.check_finite:
             self._check_finite(total, parts, batch)
-        n = composite.shape[0]
+        n = batch["composite"].shape[0]
         self.log_dict({f"train/{k}": v for k, v in parts.items() if k != "total"}, on_step=True, on_epoch=False, batch_size=n)
         self.log("train/loss", total.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
         self.log("train/hours", self.train_seconds() / 3600.0, on_step=True, on_epoch=False, batch_size=n)
