@@ -111,11 +111,6 @@ def load_published(netG_path: str | os.PathLike, netE_path: str | os.PathLike | 
     return model.eval()
 
 
-def published_state_dicts(model: BargainNet) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """(netG, netE) state dicts in the published key layout."""
-    return model.generator.state_dict(), model.encoder.state_dict()
-
-
 def save_weights(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.dtype | None = None, **info: str) -> Path:
     """Write ``model`` (any registered family) as a self-describing safetensors file (atomically).
 
