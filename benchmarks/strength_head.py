@@ -1,0 +1,211 @@
+"""A per-image strength learned from colour statistics (exploratory; not part of the package yet).
+
+The default model's change points the right way more often than not but its right size varies from
+image to image (docs/evaluation.md, sixteenth session). This script trains a small head that predicts
+that size from 104 numbers measured at the working size, on composites of photos the network never
+trained on, and reports it against fixed strengths and the shipped measured one.
+
+``features`` writes, per item of a known-answer folder (``benchmarks/known_answer.py build``;
+perturbed and unperturbed items) or of a synth list file (``IHD_test.txt``): the features — mean
+and spread in RGB and Lab of the foreground, the background, a 6-px ring around the foreground and
+the network's output on the foreground (48); the mean and spread of the network's change (6); the
+extractor's codes z_b, z̃_f, ẑ_f (48); the foreground's share; the measured strength — and 512
+foreground pixels (composite, real photo, the network's change at strength 1), all at the working
+size::
+
+    python benchmarks/strength_head.py features data_local/ka_explore17 -o runs/cf_explore17.npz
+    python benchmarks/strength_head.py features data_local/synth_v2/IHD_test.txt -o runs/cf_test.npz
+
+``train`` fits a bag of MLPs (32 units, GELU; strength = 1.5·sigmoid) on the foreground MSE
+(unperturbed items weighted by ``--identity-weight``), keeps each at its best epoch on ``--early``,
+prints foreground MSE × input and the identity mean on ``--early`` and ``--test`` beside fixed
+strengths, and saves the bag::
+
+    python benchmarks/strength_head.py train --train runs/cf_explore{17..26}.npz --early runs/cf_explore16.npz \\
+        --test runs/cf_test.npz --columns all --identity-weight 2 -o runs/strength_head16_A.pt
+
+Train only on photos the network never trained on: on its own training photos the network is more
+right than anywhere else and the head learns to trust it (docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+PIXELS = 512  # foreground pixels kept per item
+#: feature columns: colour statistics (0-53), codes (54-101), foreground share (102), measured strength (103)
+COLUMNS = {"all": list(range(104)), "stats": list(range(54)) + [102]}
+FIXED = (0.5, 0.7, 0.9, 1.0)
+
+
+def _items(source: Path):
+    """(name, composite, mask, real, unperturbed) of a known-answer folder or a synth list file."""
+    if source.is_dir():
+        for it in json.loads((source / "manifest.json").read_text())["items"]:
+            if it["group"] in ("perturbed", "identity"):
+                yield it["id"], source / it["composite"], source / it["mask"], source / it["real"], it["group"] == "identity"
+        return
+    for name in (line.strip() for line in source.read_text().splitlines() if line.strip()):
+        family, _, file = name.split("/")
+        base, mask_id, _ = file[:-4].rsplit("_", 2)
+        folder = source.parent / family
+        yield (name, source.parent / name, folder / "masks" / f"{base}_{mask_id}.png",
+               folder / "real_images" / f"{base}.jpg", family == "identity")
+
+
+def _colour_stats(x: np.ndarray) -> np.ndarray:
+    """Mean and spread of colours (N, 3) in [0, 1], in RGB and in Lab / 100 (12 numbers)."""
+    from skimage.color import rgb2lab
+
+    lab = rgb2lab(x[None].astype(np.float64))[0] / 100.0
+    return np.concatenate([x.mean(0), x.std(0), lab.mean(0), lab.std(0)])
+
+
+def features(source: Path, out: Path) -> None:
+    import torch
+    from PIL import Image
+    from scipy import ndimage
+    from tqdm import tqdm
+
+    from bargainnet.inference import Harmonizer
+
+    h = Harmonizer.from_pretrained()
+    rng = np.random.default_rng(0)
+    rows: dict[str, list] = {k: [] for k in ("F", "C", "R", "D", "name", "ident")}
+
+    def tensor(x):
+        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() * 2 - 1
+
+    for name, comp_path, mask_path, real_path, unperturbed in tqdm(list(_items(source)), desc="features"):
+        composite, mask = Image.open(comp_path).convert("RGB"), Image.open(mask_path).convert("L")
+        real = Image.open(real_path).convert("RGB").resize(composite.size, Image.BILINEAR)
+        item = h.prepare(composite, mask)
+        c, m = item.composite_low, item.mask_low
+        if m.sum() < 20 or (~m).sum() < 20:
+            continue
+        r = h.prepare(real, mask).composite_low  # the real photo at the working size, made the same way
+        o = h.run_network([item])[0][0]
+        measured = h.measure_strength(item, o)
+        ring = ndimage.binary_dilation(m, iterations=6) & ~m
+        m_t = torch.from_numpy(m.astype(np.float32))[None, None]
+        with torch.inference_mode():
+            z_b, z_f = h.runner.codes(tensor(c), m_t)
+            z_o = h.runner.codes(tensor(o), m_t)[1]
+        f = np.concatenate([_colour_stats(c[m]), _colour_stats(c[~m]), _colour_stats(c[ring] if ring.any() else c[~m]),
+                            _colour_stats(o[m]), (o[m] - c[m]).mean(0), (o[m] - c[m]).std(0),
+                            z_b.numpy().ravel(), z_f.numpy().ravel(), z_o.numpy().ravel(), [m.mean(), measured]])
+        pick = rng.choice(np.flatnonzero(m.ravel()), PIXELS, replace=int(m.sum()) < PIXELS)
+        for key, value in (("F", f), ("C", c.reshape(-1, 3)[pick]), ("R", r.reshape(-1, 3)[pick]),
+                           ("D", (o - c).reshape(-1, 3)[pick]), ("name", name), ("ident", unperturbed)):
+            rows[key].append(value)
+    np.savez(out, **{k: np.array(v, dtype=np.float32 if k in "FCRD" else None) for k, v in rows.items()})
+    print(f"{len(rows['F'])} items -> {out}")
+
+
+def _load(paths: list[Path]) -> dict[str, np.ndarray]:
+    parts = [np.load(p) for p in paths]
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("F", "C", "R", "D", "ident")}
+
+
+def _score(strength, d) -> tuple[float, float]:
+    """Foreground MSE × input over the perturbed items and the unperturbed items' mean, on [0, 255]."""
+    out = (d["C"] + strength[:, None, None] * d["D"]).clamp(0, 1)
+    err = ((out - d["R"]) ** 2).mean((1, 2)) * 255**2
+    inp = ((d["C"] - d["R"]) ** 2).mean((1, 2)) * 255**2
+    ident = d["ident"]
+    return float(err[~ident].sum() / inp[~ident].sum()), float(err[ident].mean())
+
+
+def train(args) -> None:
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(args.threads)
+    cols = COLUMNS[args.columns]
+    data = {"train": _load(args.train), "early": _load([args.early]), "test": _load([args.test])}
+    mu, sd = data["train"]["F"][:, cols].mean(0), data["train"]["F"][:, cols].std(0) + 1e-6
+    t = {split: {k: torch.from_numpy(v) for k, v in d.items()} for split, d in data.items()}
+    for d in t.values():
+        d["X"] = (d["F"][:, cols] - torch.from_numpy(mu)) / torch.from_numpy(sd)
+
+    def head():
+        net = nn.Sequential(nn.Linear(len(cols), 32), nn.GELU(), nn.Linear(32, 32), nn.GELU(), nn.Linear(32, 1))
+        nn.init.zeros_(net[-1].weight)
+        nn.init.constant_(net[-1].bias, float(np.log(0.7 / 0.8)))  # strength 0.7 at the start
+        return net
+
+    def strength(net, x):
+        return 1.5 * torch.sigmoid(net(x)[:, 0])
+
+    d = t["train"]
+    weight = torch.where(d["ident"], args.identity_weight, 1.0)
+    states = []
+    for seed in range(args.seeds):
+        torch.manual_seed(seed)
+        net = head()
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-2)
+        best = (float("inf"), None)
+        for _ in range(args.epochs):
+            perm = torch.randperm(len(d["X"]))
+            for i in range(0, len(perm), 64):
+                b = perm[i : i + 64]
+                out = (d["C"][b] + strength(net, d["X"][b])[:, None, None] * d["D"][b]).clamp(0, 1)
+                loss = (((out - d["R"][b]) ** 2).mean((1, 2)) * weight[b]).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                mse, ident = _score(strength(net, t["early"]["X"]), t["early"])
+            if mse + ident / 400 < best[0]:
+                best = (mse + ident / 400, {k: v.clone() for k, v in net.state_dict().items()})
+        states.append(best[1])
+        print(f"head {seed} done", flush=True)
+    net = head()
+
+    def bag(x):
+        outs = []
+        for state in states:
+            net.load_state_dict(state)
+            outs.append(strength(net, x))
+        return torch.stack(outs).mean(0)
+
+    with torch.no_grad():
+        for split in ("early", "test"):
+            s = t[split]
+            line = "  ".join(f"fixed {a}: %.3f / %.1f" % _score(torch.full((len(s["X"]),), a), s) for a in FIXED)
+            print(f"{split}: {line}  measured: %.3f / %.1f  head: %.3f / %.1f"
+                  % (_score(s["F"][:, 103], s) + _score(bag(s["X"]), s)))
+    torch.save({"mu": mu, "sd": sd, "columns": cols, "heads": states, "identity_weight": args.identity_weight}, args.out)
+    print(f"saved {args.out}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("features", help="features and foreground pixels of items")
+    f.add_argument("source", type=Path, help="a known-answer folder or a synth list file (IHD_test.txt)")
+    f.add_argument("-o", "--out", type=Path, required=True)
+    tr = sub.add_parser("train", help="train a bag of strength heads and report them")
+    tr.add_argument("--train", type=Path, nargs="+", required=True)
+    tr.add_argument("--early", type=Path, required=True, help="features for early stopping")
+    tr.add_argument("--test", type=Path, required=True, help="features of photos neither the network nor the head saw")
+    tr.add_argument("--columns", choices=sorted(COLUMNS), default="all")
+    tr.add_argument("--identity-weight", type=float, default=2.0)
+    tr.add_argument("--seeds", type=int, default=5)
+    tr.add_argument("--epochs", type=int, default=150)
+    tr.add_argument("--threads", type=int, default=2)
+    tr.add_argument("-o", "--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "features":
+        features(args.source, args.out)
+    else:
+        train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
