@@ -65,7 +65,7 @@ def _colour_stats(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x.mean(0), x.std(0), lab.mean(0), lab.std(0)])
 
 
-def features(source: Path, out: Path) -> None:
+def features(source: Path, out: Path, threads: int = 1) -> None:
     import torch
     from PIL import Image
     from scipy import ndimage
@@ -73,6 +73,7 @@ def features(source: Path, out: Path) -> None:
 
     from bargainnet.inference import Harmonizer
 
+    torch.set_num_threads(threads)
     h = Harmonizer.from_pretrained()
     rng = np.random.default_rng(0)
     rows: dict[str, list] = {k: [] for k in ("F", "C", "R", "D", "name", "ident")}
@@ -189,6 +190,7 @@ def main(argv=None) -> int:
     f = sub.add_parser("features", help="features and foreground pixels of items")
     f.add_argument("source", type=Path, help="a known-answer folder or a synth list file (IHD_test.txt)")
     f.add_argument("-o", "--out", type=Path, required=True)
+    f.add_argument("--threads", type=int, default=1)
     tr = sub.add_parser("train", help="train a bag of strength heads and report them")
     tr.add_argument("--train", type=Path, nargs="+", required=True)
     tr.add_argument("--early", type=Path, required=True, help="features for early stopping")
@@ -201,7 +203,7 @@ def main(argv=None) -> int:
     tr.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "features":
-        features(args.source, args.out)
+        features(args.source, args.out, args.threads)
     else:
         train(args)
     return 0
