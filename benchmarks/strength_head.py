@@ -21,8 +21,8 @@ size::
 prints foreground MSE × input and the identity mean on ``--early`` and ``--test`` beside fixed
 strengths, and saves the bag::
 
-    python benchmarks/strength_head.py train --train runs/cf_explore{17..26}.npz --early runs/cf_explore16.npz \\
-        --test runs/cf_test.npz --columns all --identity-weight 2 -o runs/strength_head16_A.pt
+    python benchmarks/strength_head.py train --train runs/cf_explore{17..36}.npz --early runs/cf_explore16.npz \\
+        --test runs/cf_test.npz --columns all --identity-weight 2 -o runs/strength_head16_A20.pt
 
 Train only on photos the network never trained on: on its own training photos the network is more
 right than anywhere else and the head learns to trust it (docs/evaluation.md).
