@@ -611,7 +611,7 @@ class Harmonizer:
             raise ValueError("min_inharmony and keep_if_worse need the scores")
         image = item.image
         region = item.mask if target == "foreground" else ~item.mask
-        skipped = threshold is not None and before < threshold
+        skipped = self._skips(before, threshold)
         got_worse = kept = False
         out = None  # the result's pixels (an ImageData); None: the composite's
         if skipped:
@@ -640,6 +640,11 @@ class Harmonizer:
             strength=0.0 if kept else strength,
         )
 
+    @staticmethod
+    def _skips(before: float, threshold: float | None) -> bool:
+        """Whether an item whose inharmony is ``before`` is left untouched under ``min_inharmony`` ``threshold``."""
+        return threshold is not None and before < threshold
+
     def measure_strength(self, item: Prepared, output_low: np.ndarray, target: str = "foreground") -> float:
         """The strength "auto" gives ``item``, whose network output at the working size is
         ``output_low``: measured on its own background (one more network call); for a background
@@ -663,7 +668,7 @@ class Harmonizer:
         if setting != AUTO_STRENGTH or target != "foreground":
             return [strength] * len(items)
         threshold = self.min_inharmony if min_inharmony is None else min_inharmony
-        todo = [k for k, before in enumerate(befores) if threshold is None or not before < threshold]
+        todo = [k for k, before in enumerate(befores) if not self._skips(before, threshold)]
         strengths: list = [strength] * len(items)  # a skipped item's strength is never used
         measured = self.measure_strengths([items[k] for k in todo], [outputs_low[k] for k in todo]) if todo else []
         for k, value in zip(todo, measured):
