@@ -1,31 +1,36 @@
-"""A per-image strength learned from colour statistics (exploratory; not part of the package yet).
+"""Train a learned per-image strength head (``strength="learned"``) and put it in a weights file.
 
 The default model's change points the right way more often than not but its right size varies from
 image to image (docs/evaluation.md, sixteenth session). This script trains a small head that predicts
-that size from 104 numbers measured at the working size, on composites of photos the network never
-trained on, and reports it against fixed strengths and the shipped measured one.
+that size from features measured at the working size (:mod:`bargainnet.inference.learned_strength`:
+colour statistics of the composite and the network's change, the extractor's codes, the
+foreground's share, the measured strength), on composites of photos the network never trained on,
+reports it against fixed strengths and the measured one, and attaches it to a weights file, where
+``Harmonizer(strength="learned")`` and ``bargainnet harmonize --strength learned`` use it.
 
 ``features`` writes, per item of a known-answer folder (``benchmarks/known_answer.py build``;
-perturbed and unperturbed items) or of a synth list file (``IHD_test.txt``): the features — mean
-and spread in RGB and Lab of the foreground, the background, a 6-px ring around the foreground and
-the network's output on the foreground (48); the mean and spread of the network's change (6); the
-extractor's codes z_b, z̃_f, ẑ_f (48); the foreground's share; the measured strength — and 512
-foreground pixels (composite, real photo, the network's change at strength 1), all at the working
-size::
+perturbed and unperturbed items) or of a synth list file (``IHD_test.txt``): the feature vector
+(computed by the package, exactly as ``strength="learned"`` computes it) and 512 foreground pixels
+(composite, real photo, the network's change at strength 1), all at the working size::
 
     python benchmarks/strength_head.py features data_local/ka_explore17 -o runs/cf_explore17.npz
     python benchmarks/strength_head.py features data_local/synth_v2/IHD_test.txt -o runs/cf_test.npz
 
-``train`` fits a bag of MLPs (32 units, GELU; strength = 1.5·sigmoid) on the foreground MSE
-(unperturbed items weighted by ``--identity-weight``), keeps each at its best epoch on ``--early``,
-prints foreground MSE × input and the identity mean on ``--early`` and ``--test`` beside fixed
-strengths, and saves the bag::
+``train`` fits a bag of MLPs (the package's :class:`~bargainnet.models.strength_head.StrengthHead`
+layers: 32 units, GELU; strength = 1.5·sigmoid) on the foreground MSE (unperturbed items weighted
+by ``--identity-weight``), keeps each at its best epoch on ``--early``, prints foreground MSE ×
+input and the identity mean on ``--early`` and ``--test`` beside fixed strengths, and saves the
+bag; ``attach`` writes a weights file with it (``--recommend``: as the file's default strength)::
 
     python benchmarks/strength_head.py train --train runs/cf_explore{17..36}.npz --early runs/cf_explore16.npz \\
         --test runs/cf_test.npz --columns all --identity-weight 2 -o runs/strength_head16_A20.pt
+    python benchmarks/strength_head.py attach runs/strength_head16_A20.pt \\
+        --weights src/bargainnet/weights/default.safetensors -o runs/weights/learned_A.safetensors
 
 Train only on photos the network never trained on: on its own training photos the network is more
-right than anywhere else and the head learns to trust it (docs/evaluation.md).
+right than anywhere else and the head learns to trust it (docs/evaluation.md). The heads trained so
+far did not pass the held-out rule (docs/evaluation.md, seventeenth session): they trade real
+cut-outs for synthetic composites.
 """
 
 from __future__ import annotations
@@ -37,8 +42,6 @@ from pathlib import Path
 import numpy as np
 
 PIXELS = 512  # foreground pixels kept per item
-#: feature columns: colour statistics (0-53), codes (54-101), foreground share (102), measured strength (103)
-COLUMNS = {"all": list(range(104)), "stats": list(range(54)) + [102]}
 FIXED = (0.5, 0.7, 0.9, 1.0)
 
 
@@ -57,29 +60,18 @@ def _items(source: Path):
                folder / "real_images" / f"{base}.jpg", family == "identity")
 
 
-def _colour_stats(x: np.ndarray) -> np.ndarray:
-    """Mean and spread of colours (N, 3) in [0, 1], in RGB and in Lab / 100 (12 numbers)."""
-    from skimage.color import rgb2lab
-
-    lab = rgb2lab(x[None].astype(np.float64))[0] / 100.0
-    return np.concatenate([x.mean(0), x.std(0), lab.mean(0), lab.std(0)])
-
-
 def features(source: Path, out: Path, threads: int = 1) -> None:
     import torch
     from PIL import Image
-    from scipy import ndimage
     from tqdm import tqdm
 
     from bargainnet.inference import Harmonizer
+    from bargainnet.inference.learned_strength import features as feature_vector
 
     torch.set_num_threads(threads)
     h = Harmonizer.from_pretrained()
     rng = np.random.default_rng(0)
     rows: dict[str, list] = {k: [] for k in ("F", "C", "R", "D", "name", "ident")}
-
-    def tensor(x):
-        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() * 2 - 1
 
     for name, comp_path, mask_path, real_path, unperturbed in tqdm(list(_items(source)), desc="features"):
         composite, mask = Image.open(comp_path).convert("RGB"), Image.open(mask_path).convert("L")
@@ -90,15 +82,11 @@ def features(source: Path, out: Path, threads: int = 1) -> None:
             continue
         r = h.prepare(real, mask).composite_low  # the real photo at the working size, made the same way
         o = h.run_network([item])[0][0]
-        measured = h.measure_strength(item, o)
-        ring = ndimage.binary_dilation(m, iterations=6) & ~m
-        m_t = torch.from_numpy(m.astype(np.float32))[None, None]
-        with torch.inference_mode():
-            z_b, z_f = h.runner.codes(tensor(c), m_t)
-            z_o = h.runner.codes(tensor(o), m_t)[1]
-        f = np.concatenate([_colour_stats(c[m]), _colour_stats(c[~m]), _colour_stats(c[ring] if ring.any() else c[~m]),
-                            _colour_stats(o[m]), (o[m] - c[m]).mean(0), (o[m] - c[m]).std(0),
-                            z_b.numpy().ravel(), z_f.numpy().ravel(), z_o.numpy().ravel(), [m.mean(), measured]])
+        comp_t, mask_t = h._tensors([c], [m])
+        z_b, z_f = h.runner.codes(comp_t, mask_t)
+        z_o = h.runner.codes(h._tensors([o], [m])[0], mask_t, z_b)[1]
+        f = feature_vector(c, m, o, h.runner.config.code_dim, codes=torch.cat([z_b, z_f, z_o], 1).numpy(),
+                           measured=h.measure_strength(item, o))
         pick = rng.choice(np.flatnonzero(m.ravel()), PIXELS, replace=int(m.sum()) < PIXELS)
         for key, value in (("F", f), ("C", c.reshape(-1, 3)[pick]), ("R", r.reshape(-1, 3)[pick]),
                            ("D", (o - c).reshape(-1, 3)[pick]), ("name", name), ("ident", unperturbed)):
@@ -121,26 +109,39 @@ def _score(strength, d) -> tuple[float, float]:
     return float(err[~ident].sum() / inp[~ident].sum()), float(err[ident].mean())
 
 
+def columns(which: str, count: int) -> list[int]:
+    """The feature columns of ``which`` ("all"; "stats": colour statistics and the foreground's share)."""
+    from bargainnet.models.strength_head import STATS
+
+    return list(range(count)) if which == "all" else list(range(STATS)) + [count - 2]
+
+
 def train(args) -> None:
     import torch
     from torch import nn
 
+    from bargainnet.models.strength_head import StrengthHead, StrengthHeadConfig
+
     torch.set_num_threads(args.threads)
-    cols = COLUMNS[args.columns]
     data = {"train": _load(args.train), "early": _load([args.early]), "test": _load([args.test])}
+    count = data["train"]["F"].shape[1]
+    cols = columns(args.columns, count)
+    config = StrengthHeadConfig(columns=tuple(cols), features=count, heads=1)
     mu, sd = data["train"]["F"][:, cols].mean(0), data["train"]["F"][:, cols].std(0) + 1e-6
     t = {split: {k: torch.from_numpy(v) for k, v in d.items()} for split, d in data.items()}
     for d in t.values():
         d["X"] = (d["F"][:, cols] - torch.from_numpy(mu)) / torch.from_numpy(sd)
 
-    def head():
-        net = nn.Sequential(nn.Linear(len(cols), 32), nn.GELU(), nn.Linear(32, 32), nn.GELU(), nn.Linear(32, 1))
+    def head() -> nn.Module:
+        """One MLP of the package's strength head (normalised features in, a logit out)."""
+        net = StrengthHead(config).mlps[0]
         nn.init.zeros_(net[-1].weight)
-        nn.init.constant_(net[-1].bias, float(np.log(0.7 / 0.8)))  # strength 0.7 at the start
+        top = config.max_strength
+        nn.init.constant_(net[-1].bias, float(np.log(0.7 / (top - 0.7))))  # strength 0.7 at the start
         return net
 
     def strength(net, x):
-        return 1.5 * torch.sigmoid(net(x)[:, 0])
+        return config.max_strength * torch.sigmoid(net(x)[:, 0])
 
     d = t["train"]
     weight = torch.where(d["ident"], args.identity_weight, 1.0)
@@ -179,9 +180,40 @@ def train(args) -> None:
             s = t[split]
             line = "  ".join(f"fixed {a}: %.3f / %.1f" % _score(torch.full((len(s["X"]),), a), s) for a in FIXED)
             print(f"{split}: {line}  measured: %.3f / %.1f  head: %.3f / %.1f"
-                  % (_score(s["F"][:, 103], s) + _score(bag(s["X"]), s)))
+                  % (_score(s["F"][:, -1], s) + _score(bag(s["X"]), s)))
     torch.save({"mu": mu, "sd": sd, "columns": cols, "heads": states, "identity_weight": args.identity_weight}, args.out)
     print(f"saved {args.out}")
+
+
+def attach(args) -> None:
+    """Write a weights file: ``--weights``' model with the trained bag as its strength head."""
+    import torch
+
+    from bargainnet.models import load_weights, save_weights
+    from bargainnet.models.strength_head import StrengthHead, StrengthHeadConfig, feature_count
+
+    bag = torch.load(args.head, weights_only=False)
+    model = load_weights(args.weights)
+    config = StrengthHeadConfig(columns=tuple(bag["columns"]), features=feature_count(model.config.code_dim),
+                                heads=len(bag["heads"]))
+    head = StrengthHead(config)
+    head.mean.copy_(torch.as_tensor(bag["mu"]))
+    head.std.copy_(torch.as_tensor(bag["sd"]))
+    for mlp, state in zip(head.mlps, bag["heads"]):
+        mlp.load_state_dict(state)
+    model.strength_head = head
+    if args.recommend:
+        model.inference_settings = {**model.inference_settings, "strength": "learned"}
+    save_weights(model, args.out, **{k: v for k, v in read_info(args.weights).items()})
+    print(f"{args.weights} + {args.head} -> {args.out}")
+
+
+def read_info(path: Path) -> dict[str, str]:
+    """The provenance metadata of a weights file (what save_weights writes itself left out)."""
+    from bargainnet.models import read_metadata
+
+    skip = {"format", "format_version", "architecture", "config", "inference", "strength_head"}
+    return {k: v for k, v in read_metadata(path).items() if k not in skip}
 
 
 def main(argv=None) -> int:
@@ -195,15 +227,23 @@ def main(argv=None) -> int:
     tr.add_argument("--train", type=Path, nargs="+", required=True)
     tr.add_argument("--early", type=Path, required=True, help="features for early stopping")
     tr.add_argument("--test", type=Path, required=True, help="features of photos neither the network nor the head saw")
-    tr.add_argument("--columns", choices=sorted(COLUMNS), default="all")
+    tr.add_argument("--columns", choices=("all", "stats"), default="all",
+                    help="all features, or colour statistics and the foreground's share (no extra network call)")
     tr.add_argument("--identity-weight", type=float, default=2.0)
     tr.add_argument("--seeds", type=int, default=5)
     tr.add_argument("--epochs", type=int, default=150)
     tr.add_argument("--threads", type=int, default=2)
     tr.add_argument("-o", "--out", type=Path, required=True)
+    at = sub.add_parser("attach", help="put a trained bag into a weights file as its strength head")
+    at.add_argument("head", type=Path, help="a bag saved by train")
+    at.add_argument("--weights", type=Path, required=True, help="the model's weights file")
+    at.add_argument("--recommend", action="store_true", help="make 'learned' the file's recommended strength")
+    at.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "features":
         features(args.source, args.out, args.threads)
+    elif args.command == "attach":
+        attach(args)
     else:
         train(args)
     return 0

@@ -244,12 +244,12 @@ def test_auto_strength_through_the_harmonizer(weights, tmp_path):
     assert Harmonizer.from_pretrained(auto).harmonize(comp, mask).strength == result.strength
     onnx = Harmonizer.from_pretrained(auto, backend="onnxruntime").harmonize(comp, mask)
     assert onnx.strength == pytest.approx(result.strength, abs=1e-3)
-    for bad, match in (({"strength": "guess"}, "strength must be a number from 0 to 2 or 'auto'"),
+    for bad, match in (({"strength": "guess"}, "strength must be a number from 0 to 2, 'auto' or 'learned'"),
                        ({"strength": "auto", "calibration": {"scale": -1}}, "calibration scale")):
         model.inference_settings = bad
         with pytest.raises(InputError, match=match):
             save_weights(model, tmp_path / "bad.safetensors")
-    with pytest.raises(InputError, match="or 'auto'"):
+    with pytest.raises(InputError, match="'auto' or 'learned'"):
         Harmonizer.from_pretrained(weights, strength="strong")
     # measured at half the working size (128 -> 64 px), through PyTorch and onnxruntime alike
     half = {**calibration, "size": 64}
@@ -276,5 +276,5 @@ def test_auto_strength_on_the_command_line(weights, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main([*base, "-o", str(tmp_path / "p.png"), "--strength", "much"])
     assert stop.value.code == 2
-    assert "expected a number from 0 to 2 or 'auto', got 'much'" in capsys.readouterr().err
+    assert "expected a number from 0 to 2, 'auto' or 'learned', got 'much'" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()

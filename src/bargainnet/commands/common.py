@@ -84,15 +84,15 @@ def comma_pair(convert, expected: str):
 
 
 def strength_setting(text: str) -> float | str:
-    """``--strength``: a number or "auto" (argparse reports anything else as a usage error)."""
-    from ..models.base import AUTO_STRENGTH
+    """``--strength``: a number, "auto" or "learned" (argparse reports anything else as a usage error)."""
+    from ..models.base import PER_IMAGE_STRENGTHS
 
-    if text.strip().lower() == AUTO_STRENGTH:
-        return AUTO_STRENGTH
+    if text.strip().lower() in PER_IMAGE_STRENGTHS:
+        return text.strip().lower()
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 2 or 'auto', got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 2, 'auto' or 'learned', got {text!r}") from None
 
 
 def calibration_setting(text: str) -> dict:

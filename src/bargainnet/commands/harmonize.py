@@ -37,6 +37,8 @@ class UsageError(UserError):
 
 
 _position = comma_pair(int, "X,Y (two integers)")
+#: how a per-image strength setting decides, in a result's line
+_PER_IMAGE = {"auto": "measured", "learned": "learned"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -73,8 +75,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--strength", type=strength_setting, default=None, metavar="S",
                        help="how much of the model's colour change to apply, 0 to 2: 1 = the model's result, 0.5 = "
                             "half way between the input and it, above 1 = amplified; or 'auto': measured for each "
-                            "image on its own background (one more network call per image) (default: what the "
-                            "weights file recommends, else 1)")
+                            "image on its own background (one more network call per image); or 'learned': predicted "
+                            "for each image by the weights file's strength head (default: what the weights file "
+                            "recommends, else 1)")
     model.add_argument("--harmonize-background", action="store_true",
                        help="translate the background to the foreground's domain instead (paper §4.6)")
     model.add_argument("--min-inharmony", type=float, metavar="T",
@@ -118,14 +121,14 @@ def _mode(args) -> str:
     return "single"
 
 
-def _describe(result, measured: bool = False) -> str:
-    """One line on a result; ``measured``: the strength was measured for it ("auto")."""
+def _describe(result, per_image: str | None = None) -> str:
+    """One line on a result; ``per_image``: how its strength was decided for it ("measured", "learned")."""
     b, a = result.before, result.after
     if result.skipped:
         return f"inharmony {b.distance:.4g} (score {b.score:.3f}): below --min-inharmony, left untouched"
     text = f"inharmony {b.distance:.4g} -> {a.distance:.4g} (score {b.score:.3f} -> {a.score:.3f})"
-    if measured:
-        text += f", strength {result.strength:.2f} (measured)"
+    if per_image:
+        text += f", strength {result.strength:.2f} ({per_image})"
     if result.kept:
         return text + "; WORSE, so the input was kept unchanged (--keep-if-worse)"
     if result.got_worse:
@@ -196,7 +199,7 @@ def run(args) -> int:
     out_folder.ensure()
     written = _save(result, Path(args.output), inputs, args.quality)
     _announce(harmonizer, args)
-    print(f"{item.name}: {_describe(result, harmonizer.strength == 'auto')}; wrote {written}")
+    print(f"{item.name}: {_describe(result, _PER_IMAGE.get(harmonizer.strength))}; wrote {written}")
     if args.figure is not None:
         figure_folder.ensure()
         print(f"figure: {harmonize_figure([thumbnail(result)], args.figure)}")

@@ -49,7 +49,8 @@ from PIL import Image
 
 from .. import io as bio
 from ..errors import InputError
-from ..models.base import AUTO_STRENGTH, INHARMONY_SIZE, Calibration, check_size, check_strength_setting
+from ..models.base import (AUTO_STRENGTH, INHARMONY_SIZE, LEARNED_STRENGTH, PER_IMAGE_STRENGTHS, Calibration, check_size,
+                           check_strength_setting)
 from . import lifting
 from .resolution import (
     METHODS, Working, back_to_full_resolution, resize_changed, resize_image, to_working_size,
@@ -113,8 +114,8 @@ class HarmonizeResult:
         got_worse: True when the harmonization raised the inharmony (``after > before``); with
             ``keep_if_worse`` the image is then the composite, and ``kept`` is True.
         target: "foreground" or "background".
-        strength: the strength applied (measured for this image with ``strength="auto"``; 0 when
-            the composite was returned).
+        strength: the strength applied (decided for this image with ``strength="auto"`` or
+            ``"learned"``; 0 when the composite was returned).
     """
 
     image: Any
@@ -197,6 +198,7 @@ class TorchRunner:
         self.device = device
         self.config = model.config
         self.inference_settings = dict(getattr(model, "inference_settings", None) or {})
+        self.strength_head = getattr(model, "strength_head", None)
 
     @property
     def predicts_transform(self) -> bool:
@@ -284,7 +286,8 @@ class Harmonizer:
         strength: how much of the model's colour change to apply, from 0 (the input unchanged) to
             2; 1 = the model's result, between = a blend, above 1 = amplified; or "auto": measured
             for each image on its own background (:mod:`bargainnet.inference.calibration`; one more
-            network call per image). None = the model's recommendation (its weights file's
+            network call per image); or "learned": predicted for each image by the weights file's
+            strength head (:mod:`bargainnet.inference.learned_strength`). None = the model's recommendation (its weights file's
             ``strength``), else 1.
         calibration: how "auto" turns its measurement into a strength
             (:class:`~bargainnet.models.base.Calibration` or a dict of its fields); None = the
@@ -341,6 +344,8 @@ class Harmonizer:
         self.radius = int(radius)
         self.eps = eps
         self.strength = check_strength_setting(recommended.get("strength", 1.0) if strength is None else strength)
+        if self.strength == LEARNED_STRENGTH:
+            self._check_strength_head()
         if calibration is None:
             calibration = recommended.get("calibration", {})
         self.calibration = calibration if isinstance(calibration, Calibration) else Calibration.from_dict(calibration)
@@ -349,6 +354,18 @@ class Harmonizer:
             if self.size % size:
                 raise InputError(f"the calibration size {size} must divide the working size {self.size}")
             check_size(runner.config, size, what="calibration size")
+
+    def _check_strength_head(self) -> None:
+        """InputError unless the runner has a strength head it can feed ("learned")."""
+        from .learned_strength import needs
+
+        head = getattr(self.runner, "strength_head", None)
+        if head is None:
+            raise InputError("strength 'learned' needs a weights file with a strength head, and this model has none; "
+                             "use a number or 'auto'")
+        if needs(head.config.columns, self.runner.config.code_dim)[0] and not hasattr(self.runner, "codes"):
+            raise InputError(f"this model's strength head reads the extractor's codes, which the {self.backend} "
+                             "backend does not give; use the PyTorch backend or another strength")
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -424,7 +441,13 @@ class Harmonizer:
 
     @property
     def strength_text(self) -> str:
-        """The strength setting in words: the number, or how "auto" measures it."""
+        """The strength setting in words: the number, or how "auto" measures it, or what "learned" reads."""
+        if self.strength == LEARNED_STRENGTH:
+            from .learned_strength import needs
+
+            codes, measured = needs(self.runner.strength_head.config.columns, self.runner.config.code_dim)
+            extra = "".join([", the extractor's codes" if codes else "", ", the measured strength" if measured else ""])
+            return f"learned (per image, from colour statistics of the composite and the model's change{extra})"
         if self.strength != AUTO_STRENGTH:
             return f"{self.strength:g}"
         c = self.calibration
@@ -618,8 +641,8 @@ class Harmonizer:
             after = before  # the returned image is the composite
             strength = 0.0
         else:
-            if strength == AUTO_STRENGTH:
-                strength = self.measure_strength(item, output_low, target)
+            if strength in PER_IMAGE_STRENGTHS:
+                strength = self._per_image([item], [output_low], target, strength)[0]
             out, box = self._full_resolution(item, output_low, target, region, params, strength)
             if self.scores_canonically and scores:
                 after = self._canonical_after(item, out, box, target)
@@ -661,16 +684,52 @@ class Harmonizer:
         return measured_strengths([(item.composite_low, item.mask_low, out) for item, out in zip(items, outputs_low)],
                                   lambda comps, masks: self._run_arrays(list(comps), list(masks))[0], self.calibration)
 
+    def learned_strengths(self, items: Sequence[Prepared], outputs_low: Sequence[np.ndarray],
+                          target: str = "foreground") -> list[float]:
+        """The strengths "learned" gives ``items``, whose network outputs at the working size are
+        ``outputs_low``: the weights file's strength head on features of each composite and output
+        (:mod:`bargainnet.inference.learned_strength`; the codes and the measured strength only when
+        the head reads them, for all items in one call each); for a background harmonization, the
+        calibration's fallback."""
+        if target != "foreground":
+            return [float(self.calibration.fallback)] * len(items)
+        self._check_strength_head()
+        import torch
+
+        from .learned_strength import features, needs
+
+        head, length = self.runner.strength_head, self.runner.config.code_dim
+        want_codes, want_measured = needs(head.config.columns, length)
+        composites, masks = [p.composite_low for p in items], [p.mask_low for p in items]
+        measured = self.measure_strengths(items, outputs_low) if want_measured else [None] * len(items)
+        codes = [None] * len(items)
+        if want_codes:
+            comp, mask = self._tensors(composites, masks)
+            z_b, z_f = self.runner.codes(comp, mask)
+            z_o = self.runner.codes(self._tensors(list(outputs_low), masks)[0], mask, z_b)[1]
+            codes = torch.cat([z_b, z_f, z_o], dim=1).numpy()
+        rows = np.stack([features(c, m, o, length, codes=z, measured=k)
+                         for c, m, o, z, k in zip(composites, masks, outputs_low, codes, measured)])
+        with torch.inference_mode():
+            strengths = head(torch.from_numpy(rows).to(head.mean.device)).float().cpu()
+        return [float(x) for x in strengths]
+
+    def _per_image(self, items: Sequence[Prepared], outputs_low, target: str, setting: str) -> list[float]:
+        """The strengths a per-image ``setting`` ("auto" or "learned") gives ``items``."""
+        if setting == LEARNED_STRENGTH:
+            return self.learned_strengths(items, outputs_low, target)
+        return self.measure_strengths(items, outputs_low, target)
+
     def _strengths(self, items: Sequence[Prepared], outputs_low, befores, target: str, min_inharmony, strength) -> list:
-        """The ``strength`` to give :meth:`finish` for each item of one network call: when it is "auto",
-        measured for all the items that will not be skipped in one more call; else as given."""
+        """The ``strength`` to give :meth:`finish` for each item of one network call: for a per-image
+        setting ("auto", "learned"), decided for all the items that will not be skipped at once; else as given."""
         setting = check_strength_setting(self.strength if strength is None else strength)
-        if setting != AUTO_STRENGTH or target != "foreground":
+        if setting not in PER_IMAGE_STRENGTHS or target != "foreground":
             return [strength] * len(items)
         threshold = self.min_inharmony if min_inharmony is None else min_inharmony
         todo = [k for k, before in enumerate(befores) if not self._skips(before, threshold)]
         strengths: list = [strength] * len(items)  # a skipped item's strength is never used
-        measured = self.measure_strengths([items[k] for k in todo], [outputs_low[k] for k in todo]) if todo else []
+        measured = self._per_image([items[k] for k in todo], [outputs_low[k] for k in todo], target, setting) if todo else []
         for k, value in zip(todo, measured):
             strengths[k] = value
         return strengths

@@ -109,6 +109,10 @@ def export_onnx(
             ("bargainnet_size", str(size)),
             ("bargainnet_inference", json.dumps(getattr(model, "inference_settings", None) or {}, sort_keys=True)),
         )
+        head = getattr(model, "strength_head", None)
+        if head is not None:  # run by the runner in PyTorch: it is tiny and reads features made outside the graph
+            metadata += (("bargainnet_strength_head", json.dumps(head.config.to_dict())),
+                         ("bargainnet_strength_head_tensors", head.tensors_text()))
         for key, value in metadata:
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
@@ -122,7 +126,8 @@ class OnnxRunner:
 
     ``config`` is the model family's configuration (typed, as ``model.config``) and ``size`` the
     working size it was exported at; ``inference_settings`` what the weights file recommended
-    (copied into the graph's metadata at export). ``run(composite, mask)`` takes float32 numpy or torch tensors (B, 3, S, S) in [-1, 1] and
+    (copied into the graph's metadata at export); ``strength_head`` the weights file's learned
+    strength head (:mod:`bargainnet.models.strength_head`; kept in the metadata, run with PyTorch) or None. ``run(composite, mask)`` takes float32 numpy or torch tensors (B, 3, S, S) in [-1, 1] and
     (B, 1, S, S) and returns torch tensors (harmonized, inharmony_before, inharmony_after).
     """
 
@@ -157,6 +162,12 @@ class OnnxRunner:
         except (ValueError, TypeError) as err:
             raise InputError(f"{path}: invalid model configuration in its metadata: {err}") from None
         self.inference_settings = parse_inference_settings(meta.get("bargainnet_inference"), str(path))
+        self.strength_head = None
+        if "bargainnet_strength_head" in meta:
+            from ..models.strength_head import StrengthHead
+
+            head = StrengthHead.from_metadata(meta["bargainnet_strength_head"], self.config.code_dim, path)
+            self.strength_head = head.load_tensors_text(meta.get("bargainnet_strength_head_tensors", ""), path)
         self.path = path
 
     def run(self, composite, mask) -> tuple[Tensor, Tensor, Tensor]:

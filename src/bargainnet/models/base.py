@@ -146,15 +146,21 @@ def check_strength(strength, what: str = "strength") -> float:
 #: The strength setting that measures each image's strength on its own background
 #: (:mod:`bargainnet.inference.calibration`) instead of applying a fixed one.
 AUTO_STRENGTH = "auto"
+#: The strength setting that predicts each image's strength with the weights file's learned head
+#: (:mod:`bargainnet.models.strength_head`).
+LEARNED_STRENGTH = "learned"
+#: The strength settings that decide each image's strength for it.
+PER_IMAGE_STRENGTHS = (AUTO_STRENGTH, LEARNED_STRENGTH)
 
 
 def check_strength_setting(strength, what: str = "strength") -> float | str:
-    """A fixed strength (see :func:`check_strength`) or :data:`AUTO_STRENGTH`."""
-    if isinstance(strength, str) and strength.strip().lower() == AUTO_STRENGTH:
-        return AUTO_STRENGTH
+    """A fixed strength (see :func:`check_strength`) or one of :data:`PER_IMAGE_STRENGTHS`."""
+    if isinstance(strength, str) and strength.strip().lower() in PER_IMAGE_STRENGTHS:
+        return strength.strip().lower()
     low, high = STRENGTH_RANGE
     if isinstance(strength, str):
-        raise InputError(f"{what} must be a number from {low:g} to {high:g} or {AUTO_STRENGTH!r}, got {strength!r}")
+        raise InputError(f"{what} must be a number from {low:g} to {high:g}, {AUTO_STRENGTH!r} or {LEARNED_STRENGTH!r}, "
+                         f"got {strength!r}")
     return check_strength(strength, what)
 
 

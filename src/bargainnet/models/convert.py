@@ -10,7 +10,9 @@ weights file describes itself: ``load_weights(path)`` needs nothing else. It may
 inference settings (``inference``: JSON, e.g. ``{"lift_radius": 64, "strength": 0.8}``, or ``"strength": "auto"``
 with its ``calibration``), which the loaded model
 carries as ``model.inference_settings`` and :class:`~bargainnet.inference.Harmonizer` uses unless
-told otherwise.
+told otherwise. A file may also hold a learned strength head (tensors ``strength_head.*``, its
+configuration in the metadata key ``strength_head``; :mod:`.strength_head`), loaded as
+``model.strength_head``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..io import atomic_write
-from .base import Calibration, check_strength_setting
+from .base import LEARNED_STRENGTH, Calibration, check_strength_setting
 from .bargainnet import BargainNet, BargainNetConfig
 from .registry import DEFAULT_ARCHITECTURE, architecture_of, get_family
 
@@ -142,6 +144,11 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.d
     settings = check_inference_settings(getattr(model, "inference_settings", None) or {}, str(path))
     if settings:
         metadata["inference"] = json.dumps(settings, sort_keys=True)
+    head = getattr(model, "strength_head", None)
+    if head is not None:
+        metadata["strength_head"] = json.dumps(head.config.to_dict())
+    elif settings.get("strength") == LEARNED_STRENGTH:
+        raise InputError(f"{path}: the model has no strength head, so it cannot recommend strength 'learned'")
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), suffix=".tmp")
     return path
 
@@ -214,6 +221,10 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     settings = parse_inference_settings(metadata.get("inference"), str(path))
     model = family.model_class(config)
     model.inference_settings = settings
+    if "strength_head" in metadata:
+        from .strength_head import StrengthHead
+
+        model.strength_head = StrengthHead.from_metadata(metadata["strength_head"], config.code_dim, path)
     state = load_file(str(path))
     expected = model.state_dict()
     state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}

@@ -40,7 +40,7 @@ from PIL import Image
 from .. import io as bio
 from ..errors import InputError, UserError
 from ..inference import Harmonizer
-from ..models.base import AUTO_STRENGTH, STRENGTH_RANGE
+from ..models.base import AUTO_STRENGTH, LEARNED_STRENGTH, PER_IMAGE_STRENGTHS, STRENGTH_RANGE
 
 log = logging.getLogger("bargainnet.web")
 
@@ -485,16 +485,18 @@ def build_blocks(app: WebApp):
 
     low, high = STRENGTH_RANGE
 
-    auto = app.harmonizer.strength == AUTO_STRENGTH
+    decided = app.harmonizer.strength in PER_IMAGE_STRENGTHS  # the model's setting decides per image
+    per_image = app.harmonizer.strength if decided else AUTO_STRENGTH  # what the box below asks for
 
     def strength_controls(elem_id: str):
-        """The strength slider and, beside it, the box that measures it per image instead."""
+        """The strength slider and, beside it, the box that decides it per image instead."""
         with gr.Row():
-            slider = gr.Slider(low, high, value=app.harmonizer.calibration.fallback if auto else app.harmonizer.strength,
+            slider = gr.Slider(low, high, value=app.harmonizer.calibration.fallback if decided else app.harmonizer.strength,
                                step=0.05, elem_id=elem_id, scale=3,
                                label="Strength (1 = the model's result, 0 = unchanged, above 1 = amplified)")
-            measure = gr.Checkbox(value=auto, elem_id=f"{elem_id}-auto", scale=1,
-                                  label="Measure it for each image (auto; ignores the slider)")
+            how = "learned, by the model's strength head" if per_image == LEARNED_STRENGTH else "auto"
+            measure = gr.Checkbox(value=decided, elem_id=f"{elem_id}-auto", scale=1,
+                                  label=f"Decide it for each image ({how}; ignores the slider)")
         return slider, measure
 
     def failed(err: BaseException, inputs: dict) -> str:
@@ -517,7 +519,7 @@ def build_blocks(app: WebApp):
             painted = app.painted_mask(painter, composite)
             return shown(app.harmonize(composite, painted if painted is not None else mask,
                                        background=bool(background), resize_mask=bool(resize_mask),
-                                       strength=AUTO_STRENGTH if measure else strength))
+                                       strength=per_image if measure else strength))
         except Exception as err:  # noqa: BLE001 - the page shows a message; the server keeps running
             message = failed(err, inputs)
             gr.Warning(message)
@@ -530,7 +532,7 @@ def build_blocks(app: WebApp):
                 raise InputError("upload both the cut-out (a PNG with transparency) and the background photo")
             position = app.paste_position(cutout, backdrop, cx, cy, scale)
             return shown(app.paste(cutout, backdrop, position=position, scale=scale,
-                                   strength=AUTO_STRENGTH if measure else strength))
+                                   strength=per_image if measure else strength))
         except Exception as err:  # noqa: BLE001
             message = failed(err, inputs)
             gr.Warning(message)
