@@ -126,7 +126,8 @@ def train(args) -> None:
     data = {"train": _load(args.train), "early": _load([args.early]), "test": _load([args.test])}
     count = data["train"]["F"].shape[1]
     cols = columns(args.columns, count)
-    config = StrengthHeadConfig(columns=tuple(cols), features=count, heads=1)
+    config = StrengthHeadConfig(columns=tuple(cols), features=count, heads=1, min_strength=args.min_strength)
+    scale = StrengthHead(config).strength
     mu, sd = data["train"]["F"][:, cols].mean(0), data["train"]["F"][:, cols].std(0) + 1e-6
     t = {split: {k: torch.from_numpy(v) for k, v in d.items()} for split, d in data.items()}
     for d in t.values():
@@ -136,12 +137,12 @@ def train(args) -> None:
         """One MLP of the package's strength head (normalised features in, a logit out)."""
         net = StrengthHead(config).mlps[0]
         nn.init.zeros_(net[-1].weight)
-        top = config.max_strength
-        nn.init.constant_(net[-1].bias, float(np.log(0.7 / (top - 0.7))))  # strength 0.7 at the start
+        low, high = config.min_strength, config.max_strength
+        nn.init.constant_(net[-1].bias, float(np.log((0.7 - low) / (high - 0.7))))  # strength 0.7 at the start
         return net
 
     def strength(net, x):
-        return config.max_strength * torch.sigmoid(net(x)[:, 0])
+        return scale(net(x)[:, 0])
 
     d = t["train"]
     weight = torch.where(d["ident"], args.identity_weight, 1.0)
@@ -181,7 +182,8 @@ def train(args) -> None:
             line = "  ".join(f"fixed {a}: %.3f / %.1f" % _score(torch.full((len(s["X"]),), a), s) for a in FIXED)
             print(f"{split}: {line}  measured: %.3f / %.1f  head: %.3f / %.1f"
                   % (_score(s["F"][:, -1], s) + _score(bag(s["X"]), s)))
-    torch.save({"mu": mu, "sd": sd, "columns": cols, "heads": states, "identity_weight": args.identity_weight}, args.out)
+    torch.save({"mu": mu, "sd": sd, "columns": cols, "heads": states, "identity_weight": args.identity_weight,
+                "min_strength": args.min_strength}, args.out)
     print(f"saved {args.out}")
 
 
@@ -195,7 +197,7 @@ def attach(args) -> None:
     bag = torch.load(args.head, weights_only=False)
     model = load_weights(args.weights)
     config = StrengthHeadConfig(columns=tuple(bag["columns"]), features=feature_count(model.config.code_dim),
-                                heads=len(bag["heads"]))
+                                heads=len(bag["heads"]), min_strength=bag.get("min_strength", 0.0))
     head = StrengthHead(config)
     head.mean.copy_(torch.as_tensor(bag["mu"]))
     head.std.copy_(torch.as_tensor(bag["sd"]))
@@ -230,6 +232,7 @@ def main(argv=None) -> int:
     tr.add_argument("--columns", choices=("all", "stats"), default="all",
                     help="all features, or colour statistics and the foreground's share (no extra network call)")
     tr.add_argument("--identity-weight", type=float, default=2.0)
+    tr.add_argument("--min-strength", type=float, default=0.0, help="the head's lowest strength (default 0)")
     tr.add_argument("--seeds", type=int, default=5)
     tr.add_argument("--epochs", type=int, default=150)
     tr.add_argument("--threads", type=int, default=2)

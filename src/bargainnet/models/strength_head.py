@@ -1,7 +1,7 @@
 """A small learned head that predicts, for each image, how much of the network's change to apply.
 
 The head is a bag of ``heads`` MLPs (``inputs -> hidden -> hidden -> 1``, GELU) whose strengths
-``max_strength · sigmoid(·)`` are averaged; it reads the columns ``columns`` of a feature vector of
+``min_strength + (max_strength − min_strength) · sigmoid(·)`` are averaged; it reads the columns ``columns`` of a feature vector of
 ``features`` numbers (listed and computed by :mod:`bargainnet.inference.learned_strength`),
 normalised by the means and spreads of its training set, stored with it. It lives in the model's
 weights file beside the network (tensors ``strength_head.*``, its configuration in the metadata
@@ -34,13 +34,14 @@ def feature_count(code_length: int) -> int:
 @dataclass(frozen=True)
 class StrengthHeadConfig:
     """``columns``: the feature columns the head reads, of ``features`` in all; ``heads`` MLPs of
-    ``hidden`` units; strengths from 0 to ``max_strength``."""
+    ``hidden`` units; strengths from ``min_strength`` to ``max_strength``."""
 
     columns: tuple[int, ...]
     features: int
     heads: int = 5
     hidden: int = 32
     max_strength: float = 1.5
+    min_strength: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "columns", tuple(int(c) for c in self.columns))
@@ -48,8 +49,9 @@ class StrengthHeadConfig:
             raise InputError(f"strength head: columns must be distinct feature indices below {self.features}, got {self.columns}")
         if self.heads < 1 or self.hidden < 1:
             raise InputError(f"strength head: heads and hidden must be >= 1, got {self.heads} and {self.hidden}")
-        if not 0 < self.max_strength <= 2:
-            raise InputError(f"strength head: max_strength must be in (0, 2], got {self.max_strength}")
+        if not 0 <= self.min_strength < self.max_strength <= 2:
+            raise InputError("strength head: need 0 <= min_strength < max_strength <= 2, "
+                             f"got {self.min_strength} and {self.max_strength}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "columns": list(self.columns)}
@@ -63,7 +65,7 @@ class StrengthHeadConfig:
 
 
 class StrengthHead(nn.Module):
-    """Features (B, ``config.features``) -> strengths (B,) in [0, ``config.max_strength``]."""
+    """Features (B, ``config.features``) -> strengths (B,) in [``config.min_strength``, ``config.max_strength``]."""
 
     def __init__(self, config: StrengthHeadConfig):
         super().__init__()
@@ -110,4 +112,9 @@ class StrengthHead(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         x = (features[:, self.columns] - self.mean) / self.std
-        return torch.stack([self.config.max_strength * torch.sigmoid(mlp(x)[:, 0]) for mlp in self.mlps]).mean(0)
+        return torch.stack([self.strength(mlp(x)[:, 0]) for mlp in self.mlps]).mean(0)
+
+    def strength(self, logit: Tensor) -> Tensor:
+        """One MLP's output as a strength."""
+        low, high = self.config.min_strength, self.config.max_strength
+        return low + (high - low) * torch.sigmoid(logit)
