@@ -105,8 +105,13 @@ def test_the_head_is_a_bag_of_mlps_on_normalised_columns():
     got = head(x)
     torch.testing.assert_close(got, expected)
     assert ((got >= 0) & (got <= 1.5)).all()
+    floored = StrengthHead(StrengthHeadConfig(columns=(3, 0, 79), features=COUNT, heads=3, hidden=8, min_strength=0.4))
+    floored.load_state_dict(head.state_dict())
+    torch.testing.assert_close(floored(x), torch.stack([0.4 + 1.1 * torch.sigmoid(mlp(z)[:, 0]) for mlp in head.mlps]).mean(0))
+    assert (floored(x) >= 0.4).all()
     for bad, match in ((dict(columns=(0, 0), features=COUNT), "distinct"), (dict(columns=(80,), features=COUNT), "below 80"),
-                       (dict(columns=(0,), features=COUNT, max_strength=3), "max_strength")):
+                       (dict(columns=(0,), features=COUNT, max_strength=3), "max_strength"),
+                       (dict(columns=(0,), features=COUNT, min_strength=1.5), "min_strength < max_strength")):
         with pytest.raises(InputError, match=match):
             StrengthHeadConfig(**bad)
 
