@@ -287,8 +287,8 @@ class Harmonizer:
             2; 1 = the model's result, between = a blend, above 1 = amplified; or "auto": measured
             for each image on its own background (:mod:`bargainnet.inference.calibration`; one more
             network call per image); or "learned": predicted for each image by the weights file's
-            strength head (:mod:`bargainnet.inference.learned_strength`). None = the model's recommendation (its weights file's
-            ``strength``), else 1.
+            strength head (:mod:`bargainnet.inference.learned_strength`). None = the model's
+            recommendation (its weights file's ``strength``), else 1.
         calibration: how "auto" turns its measurement into a strength
             (:class:`~bargainnet.models.base.Calibration` or a dict of its fields); None = the
             model's recommendation (its weights file's ``calibration``), else the defaults.
