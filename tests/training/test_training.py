@@ -299,6 +299,12 @@ def test_init_weights_starts_a_fresh_run_from_a_weights_file(tiny_root, tmp_path
     cfg = tiny("trainer.max_steps=1", "trainer.val_every_n_steps=0", "data.batch_size=2")
     torch.manual_seed(123)
     start = create_model(cfg.architecture, cfg.model)
+    network = {k: v.clone() for k, v in start.state_dict().items()}
+    # a strength head fits the source network's outputs only: a fine-tune starts without it
+    from bargainnet.models.strength_head import StrengthHead, StrengthHeadConfig, feature_count
+
+    count = feature_count(cfg.model.code_dim)
+    start.strength_head = StrengthHead(StrengthHeadConfig(columns=tuple(range(count)), features=count, heads=1))
     save_weights(start, tmp_path / "start.safetensors")
 
     class FirstWeights(L.Callback):
@@ -307,7 +313,8 @@ def test_init_weights_starts_a_fresh_run_from_a_weights_file(tiny_root, tmp_path
 
     seen = FirstWeights()
     train(cfg, tmp_path / "r", data_root=tiny_root, init_weights=tmp_path / "start.safetensors", callbacks=[seen], **QUIET)
-    for k, v in start.state_dict().items():
+    assert seen.state.keys() == network.keys()
+    for k, v in network.items():
         assert torch.equal(seen.state[k], v), k
     other = create_model(cfg.architecture, dataclasses.replace(cfg.model, ngf=cfg.model.ngf * 2))
     save_weights(other, tmp_path / "other.safetensors")

@@ -25,6 +25,7 @@ from ..models.strength_head import STATS, feature_count
 
 RING = 6  # pixels around the foreground whose colours are the "ring"
 
+
 def needs(columns, code_length: int) -> tuple[bool, bool]:
     """Whether a head reading ``columns`` needs the codes, and the measured strength."""
     columns = set(columns)

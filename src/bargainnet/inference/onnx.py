@@ -127,8 +127,9 @@ class OnnxRunner:
     ``config`` is the model family's configuration (typed, as ``model.config``) and ``size`` the
     working size it was exported at; ``inference_settings`` what the weights file recommended
     (copied into the graph's metadata at export); ``strength_head`` the weights file's learned
-    strength head (:mod:`bargainnet.models.strength_head`; kept in the metadata, run with PyTorch) or None. ``run(composite, mask)`` takes float32 numpy or torch tensors (B, 3, S, S) in [-1, 1] and
-    (B, 1, S, S) and returns torch tensors (harmonized, inharmony_before, inharmony_after).
+    strength head (:mod:`bargainnet.models.strength_head`; kept in the metadata, run with PyTorch)
+    or None. ``run(composite, mask)`` takes float32 numpy or torch tensors (B, 3, S, S) in [-1, 1]
+    and (B, 1, S, S) and returns torch tensors (harmonized, inharmony_before, inharmony_after).
     """
 
     backend = "onnxruntime"

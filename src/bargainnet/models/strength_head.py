@@ -1,9 +1,10 @@
 """A small learned head that predicts, for each image, how much of the network's change to apply.
 
 The head is a bag of ``heads`` MLPs (``inputs -> hidden -> hidden -> 1``, GELU) whose strengths
-``min_strength + (max_strength − min_strength) · sigmoid(·)`` are averaged; it reads the columns ``columns`` of a feature vector of
-``features`` numbers (listed and computed by :mod:`bargainnet.inference.learned_strength`),
-normalised by the means and spreads of its training set, stored with it. It lives in the model's
+``min_strength + (max_strength − min_strength) · sigmoid(·)`` are averaged; it reads the columns
+``columns`` of a feature vector of ``features`` numbers (listed and computed by
+:mod:`bargainnet.inference.learned_strength`), normalised by the means and spreads of its
+training set, stored with it. It lives in the model's
 weights file beside the network (tensors ``strength_head.*``, its configuration in the metadata
 key ``strength_head``); ``strength="learned"`` uses it (:class:`~bargainnet.inference.Harmonizer`).
 It is trained by ``benchmarks/strength_head.py``.
@@ -60,7 +61,7 @@ class StrengthHeadConfig:
     def from_dict(cls, settings: dict, where: str = "strength head") -> "StrengthHeadConfig":
         try:
             return cls(**settings)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise InputError(f"{where}: invalid strength head configuration: {err}") from None
 
 

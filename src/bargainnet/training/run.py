@@ -114,6 +114,8 @@ def _load_initial_weights(model: torch.nn.Module, path: Path) -> None:
     if not path.is_file():
         raise InputError(f"--init-weights: file not found: {path}")
     source = load_weights(path)
+    if hasattr(source, "strength_head"):  # fitted to the source network's outputs: a fine-tune starts without it
+        del source.strength_head
     theirs, ours = getattr(source, "architecture", "bargainnet"), getattr(model, "architecture", "bargainnet")
     a, b = source.config.to_dict(), model.config.to_dict()
     differ = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k != "image_size" and a.get(k) != b.get(k)}
