@@ -207,6 +207,32 @@ def test_the_page_builds_with_its_api(app):
     assert {"harmonize", "paste"} <= names
 
 
+def test_the_strength_box_follows_the_models_per_image_setting(app, tiny_weights, tmp_path):
+    pytest.importorskip("gradio")
+    from bargainnet.inference import Harmonizer
+    from bargainnet.models.convert import load_weights, save_weights
+    from bargainnet.models.strength_head import StrengthHead, StrengthHeadConfig, feature_count
+
+    def boxes(web):
+        config = webapp.build_blocks(web).config
+        return [c["props"]["label"] for c in config["components"] if c["props"].get("label", "").startswith("Decide")]
+
+    assert boxes(app) == ["Decide it for each image (auto; ignores the slider)"] * 2  # a model recommending a number
+    model = load_weights(tiny_weights)
+    count = feature_count(model.config.code_dim)
+    model.strength_head = StrengthHead(StrengthHeadConfig(columns=tuple(range(54)), features=count, heads=1))
+    model.inference_settings = {"strength": "learned"}
+    learned = webapp.WebApp(Harmonizer.from_pretrained(save_weights(model, tmp_path / "learned.safetensors")),
+                            workdir=tmp_path / "w2", examples=None)
+    try:
+        assert boxes(learned) == ["Decide it for each image (learned, by the model's strength head; ignores the slider)"] * 2
+        outcome = learned.harmonize(str(EXAMPLES / "meadow_squirrel.jpg"), str(EXAMPLES / "meadow_squirrel_mask.png"),
+                                    strength="learned")
+        assert 0 <= outcome.info["strength"] <= 1.5
+    finally:
+        learned.close()
+
+
 def test_image_uploads_reach_the_handler_undecoded(tmp_path):
     gr = pytest.importorskip("gradio")
     from gradio.data_classes import ImageData
