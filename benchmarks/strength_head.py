@@ -17,7 +17,7 @@ perturbed and unperturbed items) or of a synth list file (``IHD_test.txt``): the
     python benchmarks/strength_head.py features data_local/synth_v2/IHD_test.txt -o runs/cf_test.npz
 
 ``train`` fits a bag of MLPs (the package's :class:`~bargainnet.models.strength_head.StrengthHead`
-layers: 32 units, GELU; strength = 1.5·sigmoid) on the foreground MSE (unperturbed items weighted
+layers: 32 units, GELU; strength = 1.5·sigmoid, or within ``--min-strength`` / ``--max-strength``) on the foreground MSE (unperturbed items weighted
 by ``--identity-weight``), keeps each at its best epoch on ``--early``, prints foreground MSE ×
 input and the identity mean on ``--early`` and ``--test`` beside fixed strengths, and saves the
 bag; ``attach`` writes a weights file with it (``--recommend``: as the file's default strength)::
@@ -126,7 +126,8 @@ def train(args) -> None:
     data = {"train": _load(args.train), "early": _load([args.early]), "test": _load([args.test])}
     count = data["train"]["F"].shape[1]
     cols = columns(args.columns, count)
-    config = StrengthHeadConfig(columns=tuple(cols), features=count, heads=1, min_strength=args.min_strength)
+    config = StrengthHeadConfig(columns=tuple(cols), features=count, heads=1, min_strength=args.min_strength,
+                                max_strength=args.max_strength)
     scale = StrengthHead(config).strength
     mu, sd = data["train"]["F"][:, cols].mean(0), data["train"]["F"][:, cols].std(0) + 1e-6
     t = {split: {k: torch.from_numpy(v) for k, v in d.items()} for split, d in data.items()}
@@ -183,7 +184,7 @@ def train(args) -> None:
             print(f"{split}: {line}  measured: %.3f / %.1f  head: %.3f / %.1f"
                   % (_score(s["F"][:, -1], s) + _score(bag(s["X"]), s)))
     torch.save({"mu": mu, "sd": sd, "columns": cols, "heads": states, "identity_weight": args.identity_weight,
-                "min_strength": args.min_strength}, args.out)
+                "min_strength": args.min_strength, "max_strength": args.max_strength}, args.out)
     print(f"saved {args.out}")
 
 
@@ -197,7 +198,8 @@ def attach(args) -> None:
     bag = torch.load(args.head, weights_only=False)
     model = load_weights(args.weights)
     config = StrengthHeadConfig(columns=tuple(bag["columns"]), features=feature_count(model.config.code_dim),
-                                heads=len(bag["heads"]), min_strength=bag.get("min_strength", 0.0))
+                                heads=len(bag["heads"]), min_strength=bag.get("min_strength", 0.0),
+                                max_strength=bag.get("max_strength", 1.5))
     head = StrengthHead(config)
     head.mean.copy_(torch.as_tensor(bag["mu"]))
     head.std.copy_(torch.as_tensor(bag["sd"]))
@@ -233,6 +235,7 @@ def main(argv=None) -> int:
                     help="all features, or colour statistics and the foreground's share (no extra network call)")
     tr.add_argument("--identity-weight", type=float, default=2.0)
     tr.add_argument("--min-strength", type=float, default=0.0, help="the head's lowest strength (default 0)")
+    tr.add_argument("--max-strength", type=float, default=1.5, help="the head's highest strength (default 1.5)")
     tr.add_argument("--seeds", type=int, default=5)
     tr.add_argument("--epochs", type=int, default=150)
     tr.add_argument("--threads", type=int, default=2)
