@@ -278,3 +278,26 @@ def test_auto_strength_on_the_command_line(weights, tmp_path, capsys):
     assert stop.value.code == 2
     assert "expected a number from 0 to 2, 'auto' or 'learned', got 'much'" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()
+
+
+def test_a_strength_that_fails_for_one_item_fails_it_alone_in_folder_mode(weights, tmp_path, monkeypatch):
+    photo = np.asarray(Image.fromarray(skdata.coffee()).resize((120, 90), Image.BILINEAR))
+    mask = np.zeros((90, 120), np.uint8)
+    mask[20:60, 25:70] = 255
+    for name in ("a", "bad", "c"):
+        Image.fromarray(photo).save(tmp_path / f"{name}.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    measure = Harmonizer.measure_strengths
+
+    def fussy(self, items, outputs, target="foreground"):
+        if any(item.name.endswith("bad.png") for item in items):
+            raise FloatingPointError("cannot measure bad.png")
+        return measure(self, items, outputs, target)
+
+    monkeypatch.setattr(Harmonizer, "measure_strengths", fussy)
+    h = Harmonizer.from_pretrained(weights, strength="auto", batch_size=3)
+    outcomes = list(h.iter_batch([(tmp_path / f"{n}.png", tmp_path / "m.png") for n in ("a", "bad", "c")]))
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert "cannot measure bad.png" in outcomes[1].message
+    alone = Harmonizer.from_pretrained(weights, strength="auto").harmonize(tmp_path / "a.png", tmp_path / "m.png")
+    assert outcomes[0].result.strength == pytest.approx(alone.strength, abs=1e-4)

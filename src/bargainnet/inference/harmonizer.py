@@ -860,7 +860,10 @@ class Harmonizer:
                 outs, befores, afters, params = self.run_network(items, target=target)
                 befores = self._canonical_before(items, befores)
                 if output == "image" or (output == "scores" and self.scores_canonically):
-                    strengths = self._strengths(items, outs, befores, target, min_inharmony, None)
+                    try:
+                        strengths = self._strengths(items, outs, befores, target, min_inharmony, None)
+                    except Exception:  # noqa: BLE001 - decided again one by one in finish: only a bad item fails
+                        strengths = [None] * len(items)
         except Exception as err:  # noqa: BLE001
             for outcome, _ in prepared:
                 outcome.error = err
