@@ -66,7 +66,6 @@ def features(source: Path, out: Path, threads: int = 1) -> None:
     from tqdm import tqdm
 
     from bargainnet.inference import Harmonizer
-    from bargainnet.inference.learned_strength import features as feature_vector
 
     torch.set_num_threads(threads)
     h = Harmonizer.from_pretrained()
@@ -82,11 +81,7 @@ def features(source: Path, out: Path, threads: int = 1) -> None:
             continue
         r = h.prepare(real, mask).composite_low  # the real photo at the working size, made the same way
         o = h.run_network([item])[0][0]
-        comp_t, mask_t = h._tensors([c], [m])
-        z_b, z_f = h.runner.codes(comp_t, mask_t)
-        z_o = h.runner.codes(h._tensors([o], [m])[0], mask_t, z_b)[1]
-        f = feature_vector(c, m, o, h.runner.config.code_dim, codes=torch.cat([z_b, z_f, z_o], 1).numpy(),
-                           measured=h.measure_strength(item, o))
+        f = h.strength_features([item], [o])[0]
         pick = rng.choice(np.flatnonzero(m.ravel()), PIXELS, replace=int(m.sum()) < PIXELS)
         for key, value in (("F", f), ("C", c.reshape(-1, 3)[pick]), ("R", r.reshape(-1, 3)[pick]),
                            ("D", (o - c).reshape(-1, 3)[pick]), ("name", name), ("ident", unperturbed)):

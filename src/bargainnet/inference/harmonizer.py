@@ -696,23 +696,35 @@ class Harmonizer:
         self._check_strength_head()
         import torch
 
-        from .learned_strength import features, needs
+        from .learned_strength import needs
 
-        head, length = self.runner.strength_head, self.runner.config.code_dim
-        want_codes, want_measured = needs(head.config.columns, length)
-        composites, masks = [p.composite_low for p in items], [p.mask_low for p in items]
-        measured = self.measure_strengths(items, outputs_low) if want_measured else [None] * len(items)
-        codes = [None] * len(items)
-        if want_codes:
-            comp, mask = self._tensors(composites, masks)
-            z_b, z_f = self.runner.codes(comp, mask)
-            z_o = self.runner.codes(self._tensors(list(outputs_low), masks)[0], mask, z_b)[1]
-            codes = torch.cat([z_b, z_f, z_o], dim=1).numpy()
-        rows = np.stack([features(c, m, o, length, codes=z, measured=k)
-                         for c, m, o, z, k in zip(composites, masks, outputs_low, codes, measured)])
+        head = self.runner.strength_head
+        codes, measured = needs(head.config.columns, self.runner.config.code_dim)
+        rows = self.strength_features(items, outputs_low, codes=codes, measured=measured)
         with torch.inference_mode():
             strengths = head(torch.from_numpy(rows).to(head.mean.device)).float().cpu()
         return [float(x) for x in strengths]
+
+    def strength_features(self, items: Sequence[Prepared], outputs_low: Sequence[np.ndarray], *,
+                          codes: bool = True, measured: bool = True) -> np.ndarray:
+        """The feature rows (B, F) a strength head reads (:mod:`bargainnet.inference.learned_strength`)
+        of ``items`` and their network outputs at the working size; the extractor's codes and the
+        measured strength (one call each for all items) only when asked for, else 0."""
+        import torch
+
+        from .learned_strength import features
+
+        length = self.runner.config.code_dim
+        composites, masks = [p.composite_low for p in items], [p.mask_low for p in items]
+        strengths = self.measure_strengths(items, outputs_low) if measured else [None] * len(items)
+        z = [None] * len(items)
+        if codes:
+            comp, mask = self._tensors(composites, masks)
+            z_b, z_f = self.runner.codes(comp, mask)
+            z_o = self.runner.codes(self._tensors(list(outputs_low), masks)[0], mask, z_b)[1]
+            z = torch.cat([z_b, z_f, z_o], dim=1).numpy()
+        return np.stack([features(c, m, o, length, codes=zk, measured=k)
+                         for c, m, o, zk, k in zip(composites, masks, outputs_low, z, strengths)])
 
     def _per_image(self, items: Sequence[Prepared], outputs_low, target: str, setting: str) -> list[float]:
         """The strengths a per-image ``setting`` ("auto" or "learned") gives ``items``."""
