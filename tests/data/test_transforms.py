@@ -92,3 +92,55 @@ def test_transform_errors():
         train_transform(16)(_coded(), _coded(10, 10).getchannel("R"), _coded())
     with pytest.raises(InputError, match="scale"):
         train_transform(16, scale=(0.0, 1.0))
+
+
+def test_regrade_against_float64_formulas():
+    from bargainnet.data.transforms import regrade
+
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 16, 3))
+    assert np.allclose(regrade(x, 0.0, 0.0, 0.0, 1.0), x, atol=1e-12)
+    # exposure: linear light times 2**ev (IEC 61966-2-1 transfer functions written out here)
+    to_lin = lambda v: np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)  # noqa: E731
+    to_srgb = lambda v: np.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055)  # noqa: E731
+    dark = x * 0.4
+    assert np.allclose(regrade(dark, 0.0, 0.0, 1.0, 1.0), to_srgb(np.clip(to_lin(dark) * 2.0, 0, 1)), atol=1e-12)
+    # saturation 0: every pixel its Rec. 709 luma
+    gray = regrade(x, 0.0, 0.0, 0.0, 0.0)
+    assert np.allclose(gray, (x @ np.array([0.2126, 0.7152, 0.0722]))[..., None].repeat(3, -1), atol=1e-12)
+    # white balance keeps gray's luminance and warms (red up, blue down)
+    warm = regrade(np.full((1, 1, 3), 0.5), 0.5, 0.0, 0.0, 1.0)[0, 0]
+    assert warm[0] > 0.5 > warm[2]
+
+
+def test_grade_renders_composite_and_real_alike():
+    rng = np.random.default_rng(1)
+    real = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    comp = real.copy()
+    mask = np.zeros((60, 80), np.uint8)
+    mask[15:45, 20:60] = 255
+    comp[15:45, 20:60] //= 2
+    graded = train_transform(40, grade=1.0)
+    plain = train_transform(40)
+    changed = 0
+    for seed in range(8):
+        c, m, r = (np.asarray(x) for x in graded(Image.fromarray(comp), Image.fromarray(mask), Image.fromarray(real),
+                                                 generator=torch.Generator().manual_seed(seed)))
+        # the background stays identical, so an unperturbed sample stays one
+        bg = m == 0
+        assert np.array_equal(c[bg], r[bg])
+        c0, m0, r0 = (np.asarray(x) for x in plain(Image.fromarray(comp), Image.fromarray(mask), Image.fromarray(real),
+                                                   generator=torch.Generator().manual_seed(seed)))
+        assert np.array_equal(m, m0)  # same geometry: the grading draws after the crop and flip
+        changed += np.abs(r.astype(int) - r0.astype(int)).mean() > 0.5
+        same = graded(Image.fromarray(real), Image.fromarray(mask), Image.fromarray(real),
+                      generator=torch.Generator().manual_seed(seed))
+        assert np.array_equal(np.asarray(same[0]), np.asarray(same[2]))
+    assert changed >= 6
+    # grade=0 draws nothing more than the published transform
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    train_transform(40, grade=0.0)(Image.fromarray(comp), Image.fromarray(mask), Image.fromarray(real), generator=g1)
+    plain(Image.fromarray(comp), Image.fromarray(mask), Image.fromarray(real), generator=g2)
+    assert torch.equal(g1.get_state(), g2.get_state())
+    with pytest.raises(InputError, match="grade"):
+        train_transform(40, grade=1.5)

@@ -81,6 +81,7 @@ def test_overrides_are_typed_and_sweeps_expressible():
         ("model.code_source=whole", ["code_source must be one of"]),
         ("optim.schedule=exp", ["schedule must be one of"]),
         ("data.size=32", ["size must be at least 64"]),
+        ("data.grade=1.5", ["grade must be a probability"]),
         ("loss.margin", ["must look like key.sub=value"]),
         ("model=3", ["'model' must be a mapping"]),
     ],

@@ -824,7 +824,8 @@ class CompositeStream(_IterableDataset):
     ``photo_dirs_share`` is the probability of drawing from them, default: in proportion to the
     photo counts) — a mask drawn by :class:`MaskDrawer` (``mask_mix``, ``object_mask_prob``;
     silhouettes from the cut-outs of ``cutouts``, ``cutout_half`` as in :func:`synthesize`), the
-    training augmentation (random resized crop to ``size``, ``scale``, flip; ``augment=False``
+    training augmentation (random resized crop to ``size``, ``scale``, flip, with probability
+    ``grade`` a new colour rendering of the photo — :class:`~.transforms.TrainTransform`; ``augment=False``
     for a plain resize), then with probability ``identity_fraction`` no change (subset
     ``identity``), else one random family's perturbation of the object at the output size with
     the synthesizer's acceptance rule. Yields the same dict as
@@ -864,6 +865,7 @@ class CompositeStream(_IterableDataset):
         length: int | None = None,
         augment: bool = True,
         scale: tuple[float, float] = (0.5, 1.0),
+        grade: float = 0.0,
         max_side: int | None = 1024,
         mask_ratio: tuple[float, float] = (0.05, 0.6),
         min_fmse: float = 0.0,
@@ -899,7 +901,7 @@ class CompositeStream(_IterableDataset):
             raise InputError(f"identity_fraction must be in [0, 1), got {identity_fraction}")
         self.families = tuple(families)
         self.size, self.seed, self.length = size, seed, length
-        self.transform = TrainTransform(size, scale) if augment else TestTransform(size)
+        self.transform = TrainTransform(size, scale, grade=grade) if augment else TestTransform(size)
         alphas = list_cutouts(cutouts, half=cutout_half) if cutouts is not None else None
         self.masker = MaskDrawer(alphas, mask_mix, object_mask_prob, mask_ratio)
         self.identity_fraction = identity_fraction

@@ -81,12 +81,33 @@ def _check_triplet(composite: Image.Image, mask: Image.Image, real: Image.Image)
         )
 
 
+# The photo regrading of ``TrainTransform(grade=p)``: another camera's or editor's rendering of the
+# whole photo, drawn uniformly within these bounds (white balance and exposure in linear light,
+# then saturation; no tone curve, which is the held-out benchmark family's kind of edit).
+GRADE_BOUNDS = {"temperature": 0.5, "tint": 0.3, "ev": 0.5, "log_saturation": 0.3}
+
+
+def regrade(x: np.ndarray, temperature: float, tint: float, ev: float, saturation: float) -> np.ndarray:
+    """A whole photo's colour rendering changed: :func:`~bargainnet.data.perturb.white_balance`
+    (``temperature``, ``tint``), ``ev`` stops of exposure, then saturation × ``saturation``;
+    ``x`` float (..., 3) in [0, 1], result clipped to [0, 1]."""
+    from .perturb import exposure, white_balance
+    from .perturb import saturation as saturate
+
+    return np.clip(saturate(exposure(white_balance(x, temperature, tint), ev), saturation), 0.0, 1.0)
+
+
 class TrainTransform:
     """The published training augmentation: a random resized crop (same box for the three
     images) resized to ``size`` (bilinear, antialiased), then a horizontal flip with probability
     ``flip``. A crop whose mask is empty is redrawn (up to ``redraws`` times, then the smallest allowed
     crop centred on the object is used). ``size``: int or ``(H, W)``; ``scale``: area fraction range; ``ratio``: aspect
-    range (torchvision's default 3/4–4/3)."""
+    range (torchvision's default 3/4–4/3).
+
+    ``grade`` (not published; default 0) is the probability that the whole photo — composite and
+    real alike, so the background stays identical and a harmonious sample stays harmonious — is
+    rendered differently (:func:`regrade` with parameters drawn within :data:`GRADE_BOUNDS`): the
+    same scenes under more colour renderings than the photo collection has."""
 
     def __init__(
         self,
@@ -95,14 +116,18 @@ class TrainTransform:
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         flip: float = 0.5,
         redraws: int = 10,
+        grade: float = 0.0,
     ):
         self.size = _size_hw(size)
         if not (0 < scale[0] <= scale[1] <= 1):
             raise InputError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
-        self.scale, self.ratio, self.flip, self.redraws = tuple(scale), tuple(ratio), flip, redraws
+        if not 0 <= grade <= 1:
+            raise InputError(f"grade must be a probability in [0, 1], got {grade}")
+        self.scale, self.ratio, self.flip, self.redraws, self.grade = tuple(scale), tuple(ratio), flip, redraws, grade
 
     def __repr__(self) -> str:
-        return f"TrainTransform(size={self.size}, scale={self.scale}, ratio={self.ratio}, flip={self.flip})"
+        graded = f", grade={self.grade}" if self.grade else ""
+        return f"TrainTransform(size={self.size}, scale={self.scale}, ratio={self.ratio}, flip={self.flip}{graded})"
 
     def _fallback_box(self, mask: Image.Image) -> tuple[int, int, int, int]:
         # The smallest allowed square-ish crop centred on the object (clamped to the image), so
@@ -138,6 +163,14 @@ class TrainTransform:
         r = real.resize((w, h), Image.BILINEAR, box=box)
         if self.flip and _rand(generator) < self.flip:
             c, m, r = (x.transpose(Image.FLIP_LEFT_RIGHT) for x in (c, m, r))
+        if self.grade and _rand(generator) < self.grade:
+            b = GRADE_BOUNDS
+            params = {k: (2 * _rand(generator) - 1) * b[k] for k in ("temperature", "tint", "ev")}
+            params["saturation"] = math.exp((2 * _rand(generator) - 1) * b["log_saturation"])
+            c, r = (
+                Image.fromarray(np.round(regrade(np.asarray(x, np.float64) / 255.0, **params) * 255.0).astype(np.uint8))
+                for x in (c, r)
+            )
         return c, m, r
 
 

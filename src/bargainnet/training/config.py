@@ -57,6 +57,7 @@ class DataConfig:
     subsets: list[str] | None = None  # e.g. [HCOCO, HFlickr]; None: all sub-datasets
     val_samples: int | None = None  # validate on this many test images (evenly spaced); None: all
     stream_options: dict[str, Any] = field(default_factory=dict)  # extra CompositeStream arguments
+    grade: float = 0.0  # probability of rendering a training photo's colours anew (TrainTransform's grade)
 
     def __post_init__(self):
         if self.size < MIN_WORKING_SIZE:
@@ -70,6 +71,8 @@ class DataConfig:
             raise ValueError("batch sizes must be positive")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if not 0 <= self.grade <= 1:
+            raise ValueError(f"grade must be a probability in [0, 1], got {self.grade}")
         if self.val_samples is not None and self.val_samples < 1:
             raise ValueError(f"val_samples must be positive or null (all), got {self.val_samples}")
 

@@ -144,7 +144,7 @@ class BargainNetDataModule(L.LightningDataModule):
         try:
             return CompositeStream(
                 self.stream_images, self.stream_masks, size=c.size, seed=seed, augment=augment,
-                scale=tuple(c.scale), **c.stream_options,
+                scale=tuple(c.scale), grade=c.grade, **c.stream_options,
             )
         except TypeError as err:
             raise InputError(f"data.stream_options: {err}") from None
@@ -158,7 +158,7 @@ class BargainNetDataModule(L.LightningDataModule):
             if self.stream_images is not None:
                 self.train_items = PositionDataset(self._stream(True, self.seed), seed=self.seed)
             else:
-                transform = train_transform(c.size, tuple(c.scale))
+                transform = train_transform(c.size, tuple(c.scale), grade=c.grade)
                 source = IHarmony4Dataset(self.data_root, "train", c.subsets, transform=transform)
                 self.train_items = PositionDataset(source, transform, seed=self.seed)
         if self.validate and self.val_items is None:
