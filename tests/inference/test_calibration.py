@@ -301,3 +301,57 @@ def test_a_strength_that_fails_for_one_item_fails_it_alone_in_folder_mode(weight
     assert "cannot measure bad.png" in outcomes[1].message
     alone = Harmonizer.from_pretrained(weights, strength="auto").harmonize(tmp_path / "a.png", tmp_path / "m.png")
     assert outcomes[0].result.strength == pytest.approx(alone.strength, abs=1e-4)
+
+
+def _clip(folder, frames=5):
+    """A clip: the object moves right and its tint grows from frame to frame (with the bundled
+    default, the strengths measured frame by frame jump: 0.40, 0.74, 0.50, 0.67, 0.90)."""
+    photo = np.asarray(Image.fromarray(skdata.chelsea()).resize((120, 90), Image.BILINEAR))
+    pairs = []
+    for t in range(frames):
+        mask = np.zeros((90, 120), np.uint8)
+        mask[30:52, 10 + 6 * t : 36 + 6 * t] = 255
+        comp = photo.copy()
+        tint = 1 + np.array([-0.3, 0.0, 0.3]) * (0.3 + 0.2 * t)
+        comp[mask > 0] = np.clip(photo[mask > 0] * tint, 0, 255).astype(np.uint8)
+        Image.fromarray(comp).save(folder / f"f{t:02d}.png")
+        Image.fromarray(mask).save(folder / f"f{t:02d}_mask.png")
+        pairs.append((folder / f"f{t:02d}.png", folder / f"f{t:02d}_mask.png"))
+    return pairs
+
+
+def test_one_strength_for_the_frames_of_a_clip(tmp_path):
+    pairs = _clip(tmp_path)
+    h = Harmonizer.from_pretrained(batch_size=2)  # the bundled default: strength measured per image
+    per_frame = [o.result.strength for o in h.iter_batch(pairs)]
+    assert np.ptp(per_frame) > 0.01  # frame by frame, the strength moves
+    strength, measured = h.clip_strength(pairs)
+    assert measured == pytest.approx(per_frame, abs=1e-4)
+    assert strength == pytest.approx(float(np.median(per_frame)), abs=1e-4)
+    assert {o.result.strength for o in h.iter_batch(pairs, strength=strength)} == {strength}
+    assert h.clip_strength(pairs, frames=2)[1] == pytest.approx([per_frame[0], per_frame[-1]], abs=1e-4)
+    # a frame that cannot be read is left out of the decision (and fails when it is harmonized)
+    assert h.clip_strength([*pairs, (tmp_path / "f00.png", None)])[1] == pytest.approx(per_frame, abs=1e-4)
+    with pytest.raises(InputError, match="no frame of the clip could be read"):
+        h.clip_strength([(tmp_path / "f00.png", None)])
+    # a fixed strength is already one for the clip
+    assert Harmonizer.from_pretrained(strength=0.6).clip_strength(pairs) == (0.6, [])
+
+
+def test_sequence_on_the_command_line(tmp_path, capsys):
+    src = tmp_path / "frames"
+    src.mkdir()
+    _clip(src)
+    base = ["harmonize", "--input-dir", str(src)]
+    assert main([*base, "--output-dir", str(tmp_path / "out"), "--sequence"]) == 0
+    out, err = capsys.readouterr()
+    assert "clip strength" in err and "the median of 5 frames' measured strengths" in err
+    assert "harmonized 5 of 5 images" in out
+    for extra, words in ((["--keep-if-worse"], "decide frame by frame"), (["--min-inharmony", "1"], "decide frame by frame"),
+                         (["--harmonize-background"], "--harmonize-background")):
+        assert main([*base, "--output-dir", str(tmp_path / "no"), "--sequence", *extra]) == 2
+        assert words in capsys.readouterr().err
+    assert main(["harmonize", str(src / "f00.png"), str(src / "f00_mask.png"), "-o", str(tmp_path / "x.png"), "--sequence",
+                 "--weights", str(weights)]) == 2
+    assert "--sequence is for a folder of frames" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists() and not (tmp_path / "x.png").exists()

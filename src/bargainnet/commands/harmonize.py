@@ -11,7 +11,9 @@ Three ways to give the input:
   (.png .jpg .jpeg .tif .tiff .webp .bmp) whose name does not end in ``_mask`` is a composite; its
   mask is ``DIR/<stem>_mask.<ext>`` or else ``DIR/masks/<stem>.<ext>`` (PNG preferred). Results go
   to ``OUT_DIR/<stem><ext>``. One bad item never stops the rest; the failures are listed at the
-  end and the exit code is 5.
+  end and the exit code is 5. With ``--sequence`` the images are the frames of one clip (e.g.
+  ``ffmpeg -i clip.mp4 frames/%05d.png`` and its masks): all get one strength, so that the colour
+  change does not flicker.
 
 Exit codes: 0 done, 2 bad command line, 3 bad input, 4 output cannot be written (or would
 overwrite an input), 5 folder mode finished but some items failed.
@@ -57,6 +59,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     folder = parser.add_argument_group("folder mode")
     folder.add_argument("--input-dir", type=Path, help="folder of composites with <stem>_mask.png or masks/<stem>.png")
     folder.add_argument("--output-dir", type=Path, help="where results go (<stem><ext>)")
+    folder.add_argument("--sequence", action="store_true",
+                        help="the folder's images are the frames of one clip (in name order): every frame gets one "
+                             "strength, the median of what --strength auto/learned gives up to 32 evenly spaced "
+                             "frames, so that the colour change does not flicker (refused with --min-inharmony and "
+                             "--keep-if-worse, which decide frame by frame)")
     model = parser.add_argument_group("model and processing")
     model.add_argument("--weights", help="weights (.safetensors, or .onnx); default: the installed default model")
     model.add_argument("--backend", choices=("pytorch", "onnxruntime"), default="pytorch")
@@ -107,7 +114,14 @@ def _mode(args) -> str:
             raise UsageError("folder mode needs both --input-dir and --output-dir")
         if args.output is not None:
             raise UsageError("-o/--output is for one image; folder mode writes into --output-dir")
+        if args.sequence and (args.min_inharmony is not None or args.keep_if_worse):
+            raise UsageError("--sequence gives every frame the same treatment; --min-inharmony and --keep-if-worse "
+                             "decide frame by frame (frames would flicker between harmonized and untouched)")
+        if args.sequence and args.harmonize_background:
+            raise UsageError("--sequence is for harmonizing the foreground; --harmonize-background uses a fixed strength")
         return "folder"
+    if args.sequence:
+        raise UsageError("--sequence is for a folder of frames (--input-dir/--output-dir)")
     if args.output is None:
         raise UsageError("give the output path with -o/--output")
     if paste:
@@ -236,13 +250,19 @@ def _run_folder(args, figure_folder: OutputFolder | None) -> int:
     harmonizer = _harmonizer(args)
     _announce(harmonizer, args)
     target = "background" if args.harmonize_background else "foreground"
+    strength = None
+    if args.sequence:
+        strength, measured = harmonizer.clip_strength(pairs, resize_mask=args.resize_mask)
+        how = (f"the median of {len(measured)} frames' {_PER_IMAGE[harmonizer.strength]} strengths, "
+               f"{min(measured):.2f}-{max(measured):.2f}") if measured else "fixed"
+        print(f"clip strength {strength:.2f} ({how}), for all {len(pairs)} frames", file=sys.stderr)
     failed: list[tuple[Path, str]] = []
     done, skipped, thumbnails = 0, 0, []
     progress = tqdm(total=len(pairs), desc="harmonize", unit="img", file=sys.stderr)
     worse: list[str] = []
     kept = 0
     outcomes = harmonizer.iter_batch(pairs, target=target, resize_mask=args.resize_mask, min_inharmony=args.min_inharmony,
-                                     keep_if_worse=args.keep_if_worse)
+                                     keep_if_worse=args.keep_if_worse, strength=strength)
     for outcome in outcomes:
         composite, result = outcome.composite, outcome.result
         try:

@@ -827,6 +827,7 @@ class Harmonizer:
         resize_mask: bool = False,
         min_inharmony: float | None = None,
         keep_if_worse: bool | None = None,
+        strength: float | str | None = None,
     ) -> Iterator[BatchOutcome]:
         """Harmonize (composite, mask) pairs, ``batch_size`` per network call, and yield one
         :class:`BatchOutcome` per pair, in order; a bad item becomes an outcome with its error and
@@ -835,7 +836,8 @@ class Harmonizer:
 
         ``output``: "image" (full :class:`HarmonizeResult`), "scores" (the network runs, ``before``
         and ``after`` are set, the same numbers as "image" gives: ``image`` is None) or "inharmony" (only the composite
-        is scored: ``after`` is None).
+        is scored: ``after`` is None). ``strength``: these items', None = the Harmonizer's (e.g.
+        :meth:`clip_strength` for the frames of a video).
         """
         if output not in self.OUTPUTS:
             raise InputError(f"output must be one of {self.OUTPUTS}, got {output!r}")
@@ -843,9 +845,10 @@ class Harmonizer:
         pairs = list(pairs)
         for start in range(0, len(pairs), step):
             yield from self._run_chunk(pairs, range(start, min(start + step, len(pairs))), output, target,
-                                       resize_mask, min_inharmony, keep_if_worse)
+                                       resize_mask, min_inharmony, keep_if_worse, strength)
 
-    def _run_chunk(self, pairs, indices, output, target, resize_mask, min_inharmony, keep_if_worse=None) -> list[BatchOutcome]:
+    def _run_chunk(self, pairs, indices, output, target, resize_mask, min_inharmony, keep_if_worse=None,
+                   strength=None) -> list[BatchOutcome]:
         """The outcomes of ``pairs[indices]`` (one network call), in input order."""
         outcomes: list[BatchOutcome] = []
         prepared: list[tuple[BatchOutcome, Prepared]] = []
@@ -873,9 +876,9 @@ class Harmonizer:
                 befores = self._canonical_before(items, befores)
                 if output == "image" or (output == "scores" and self.scores_canonically):
                     try:
-                        strengths = self._strengths(items, outs, befores, target, min_inharmony, None)
+                        strengths = self._strengths(items, outs, befores, target, min_inharmony, strength)
                     except Exception:  # noqa: BLE001 - decided again one by one in finish: only a bad item fails
-                        strengths = [None] * len(items)
+                        strengths = [strength] * len(items)
         except Exception as err:  # noqa: BLE001
             for outcome, _ in prepared:
                 outcome.error = err
@@ -909,6 +912,36 @@ class Harmonizer:
         if self.scores_canonically:
             return self._canonical_before(items, None)
         return self.run_network(items)[1]
+
+    def clip_strength(self, pairs: Iterable[tuple[Any, Any]], *, resize_mask: bool = False, frames: int = 32,
+                      strength: float | str | None = None) -> tuple[float, list[float]]:
+        """One strength for all the frames of a clip (a video's composites, in order) and the
+        per-frame strengths it came from: with a per-image setting ("auto", "learned"; None = the
+        Harmonizer's), the median of what it gives up to ``frames`` evenly spaced frames (frames
+        that cannot be read are left out); a fixed strength as it is. Give it to
+        :meth:`iter_batch` or :meth:`harmonize_many` (``strength=``): decided frame by frame, the
+        measured strength jumps between neighbouring frames (it sits mostly at its floor or its cap),
+        and the colour change flickers."""
+        setting = check_strength_setting(self.strength if strength is None else strength)
+        if setting not in PER_IMAGE_STRENGTHS:
+            return float(setting), []
+        if frames < 1:
+            raise InputError(f"frames must be positive, got {frames}")
+        pairs = list(pairs)
+        picked = sorted({round(k) for k in np.linspace(0, len(pairs) - 1, min(frames, len(pairs)))}) if pairs else []
+        items = []
+        for k in picked:
+            try:
+                items.append(self.prepare(*pairs[k], resize_mask=resize_mask))
+            except Exception:  # noqa: BLE001 - a bad frame is reported when it is harmonized
+                continue
+        if not items:
+            raise InputError("no frame of the clip could be read to decide its strength")
+        measured: list[float] = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start : start + self.batch_size]
+            measured += self._per_image(chunk, self.run_network(chunk)[0], "foreground", setting)
+        return float(np.median(measured)), measured
 
     # -- public API ------------------------------------------------------------------------
     def harmonize(
