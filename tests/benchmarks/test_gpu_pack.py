@@ -3,29 +3,24 @@ it (benchmarks/gpu_train.sh), on tiny procedural folders laid out like the real 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from . import REPO, load_script
+
 from bargainnet.data.sources import list_cutouts, procedural_photo
 from bargainnet.data.synthesis import CompositeStream
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def gp():
-    spec = importlib.util.spec_from_file_location("gpu_pack", REPO / "benchmarks" / "gpu_pack.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_pack"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_pack")
 
 
 @pytest.fixture(scope="module")

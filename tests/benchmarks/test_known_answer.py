@@ -3,26 +3,20 @@ its item building, on tiny in-memory inputs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+from . import load_script
+
 
 
 @pytest.fixture(scope="module")
 def ka():
-    spec = importlib.util.spec_from_file_location("known_answer", REPO / "benchmarks" / "known_answer.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["known_answer"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("known_answer")
 
 
 def _photo(seed: int, size=(48, 64)):
